@@ -1,0 +1,51 @@
+"""Pure: how long an answer stays fresh, from its unit and where its last bucket lies relative to now.
+
+- open:    the series' last bucket has not closed yet, its counts still grow (short TTL, shorter for hours);
+- recent:  the last bucket closed less than a settle window ago, Braze may still revise it (medium TTL);
+- settled: older (long TTL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Literal
+
+from proxy.query import Question
+from proxy.timeline import bucket_end, bucket_start
+
+Phase = Literal["open", "recent", "settled"]
+
+
+@dataclass(frozen=True, slots=True)
+class FreshnessPolicy:
+    zone: tzinfo
+    ttl_open_hour: float
+    ttl_open_day: float
+    settle_window_hour: float
+    settle_window_day: float
+    ttl_recent_hour: float
+    ttl_recent_day: float
+    ttl_settled: float
+    stale_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    phase: Phase
+    ttl: float  # seconds the answer may be served as fresh
+    stale: float  # further seconds it may be served stale (on upstream failure or while revalidating)
+
+
+def decide(question: Question, now: datetime, policy: FreshnessPolicy) -> Freshness:
+    """The freshness of an answer to `question` fetched at `now`."""
+    start = bucket_start(question.ending_at, question.unit, policy.zone)
+    closed_at = bucket_end(start, question.unit, policy.zone)
+    hourly = question.unit == "hour"
+    age = (now - closed_at).total_seconds()
+    if age < 0:
+        ttl = policy.ttl_open_hour if hourly else policy.ttl_open_day
+        return Freshness("open", ttl, policy.stale_seconds)
+    if age < (policy.settle_window_hour if hourly else policy.settle_window_day):
+        return Freshness("recent", policy.ttl_recent_hour if hourly else policy.ttl_recent_day, policy.stale_seconds)
+    return Freshness("settled", policy.ttl_settled, policy.stale_seconds)

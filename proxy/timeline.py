@@ -1,0 +1,93 @@
+"""Pure time arithmetic: ISO-8601 parsing (including Braze's own `-5:00`), buckets in the reporting zone.
+
+No I/O and no clock: callers pass `now`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from typing import Literal
+
+Unit = Literal["day", "hour"]
+
+# Extended ISO-8601 as clients write it: date, optional time (minutes, seconds, fraction), optional offset.
+# The offset's hour may have one digit (`-5:00`, the Braze docs' own example) and its colon is optional.
+_ISO = re.compile(
+    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
+    r"(?:[Tt ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?"
+    r"(?P<tz>[Zz]|[+-]\d{1,2}(?::?\d{2})?)?)?"
+)
+_OFFSET = re.compile(r"(?P<sign>[+-])(?P<h>\d{1,2}):?(?P<m>\d{2})?")
+_HOUR = timedelta(hours=1)
+
+
+class TimeFormatError(ValueError):
+    """The text is not an ISO-8601 date or date-time we accept."""
+
+
+def parse_instant(text: str, local: tzinfo) -> datetime:
+    """Parse an ISO-8601 date or date-time into an aware datetime.
+
+    A value without an offset (including a bare date) is read in `local`, the reporting time zone.
+    Raises TimeFormatError.
+    """
+    match = _ISO.fullmatch(text)
+    if match is None:
+        raise TimeFormatError(f"{text!r} is not an ISO-8601 date-time")
+    g = match.groupdict()
+    fraction = (g["f"] or "").ljust(6, "0")[:6]
+    try:
+        naive = datetime(
+            int(g["y"]), int(g["mo"]), int(g["d"]),
+            int(g["h"] or 0), int(g["mi"] or 0), int(g["s"] or 0), int(fraction or 0),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise TimeFormatError(f"{text!r} is not a valid date-time: {exc}") from None
+    zone = _parse_offset(g["tz"], text) if g["tz"] else None
+    if zone is None:
+        return _localize(naive, local)
+    return naive.replace(tzinfo=zone)
+
+
+def _parse_offset(text: str, original: str) -> tzinfo:
+    if text in ("Z", "z"):
+        return UTC
+    match = _OFFSET.fullmatch(text)
+    if match is None:
+        raise TimeFormatError(f"{original!r} has an invalid UTC offset")
+    hours, minutes = int(match["h"]), int(match["m"] or 0)
+    if hours > 18 or minutes > 59:
+        raise TimeFormatError(f"{original!r} has a UTC offset out of range")
+    delta = timedelta(hours=hours, minutes=minutes)
+    return timezone(-delta if match["sign"] == "-" else delta)
+
+
+def _localize(naive: datetime, zone: tzinfo) -> datetime:
+    # Round-trip through UTC so a wall time skipped by a DST jump lands on a real instant.
+    return naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
+
+
+def bucket_start(instant: datetime, unit: Unit, zone: tzinfo) -> datetime:
+    """The start (in UTC) of the day or hour, in `zone`, that contains `instant`."""
+    local = instant.astimezone(zone)
+    if unit == "hour":
+        # Flooring in local time keeps half-hour zones (e.g. Asia/Kolkata) on their own hour marks.
+        floored = local.replace(minute=0, second=0, microsecond=0)
+    else:
+        floored = _localize(datetime(local.year, local.month, local.day), zone)
+    return floored.astimezone(UTC)
+
+
+def bucket_end(start: datetime, unit: Unit, zone: tzinfo) -> datetime:
+    """The end (exclusive, in UTC) of the bucket that starts at `start`."""
+    if unit == "hour":
+        return (start + _HOUR).astimezone(UTC)
+    day: date = start.astimezone(zone).date() + timedelta(days=1)
+    return _localize(datetime(day.year, day.month, day.day), zone).astimezone(UTC)
+
+
+def format_instant(instant: datetime, zone: tzinfo) -> str:
+    """The canonical spelling sent upstream: the instant in `zone`, with its offset."""
+    spec = "microseconds" if instant.microsecond else "seconds"
+    return instant.astimezone(zone).isoformat(timespec=spec)
