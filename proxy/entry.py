@@ -40,14 +40,15 @@ class Entry:
 def encode(entry: Entry) -> bytes:
     """`E1|status|stored_at|fresh_until|stale_until|content_type\\n` + body."""
     header = (
-        f"{entry.status}|{entry.stored_at:.3f}|{entry.fresh_until:.3f}|{entry.stale_until:.3f}|"
-        f"{entry.content_type}\n"
+        f"{entry.status}|{entry.stored_at:.3f}|{entry.fresh_until:.3f}|{entry.stale_until:.3f}|{entry.content_type}\n"
     ).encode()
     return _MAGIC + header + entry.body
 
 
-def decode(data: bytes) -> Entry | None:
+def decode(data: bytes | str) -> Entry | None:
     """The entry, or None for bytes not written by encode() (treated as a miss, never as an answer)."""
+    if isinstance(data, str):  # only if a client was built with decode_responses (ours never is)
+        data = data.encode()
     if not data.startswith(_MAGIC):
         return None
     newline = data.find(b"\n")

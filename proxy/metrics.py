@@ -99,9 +99,7 @@ class Metrics:
         self.tokens = Gauge(
             "braze_proxy_rate_limit_tokens", "Tokens left in the shared bucket after the last take", registry=r
         )
-        self.token_waits = Counter(
-            "braze_proxy_rate_limit_waits_total", "Requests that waited for a token", registry=r
-        )
+        self.token_waits = Counter("braze_proxy_rate_limit_waits_total", "Requests that waited for a token", registry=r)
         self.token_wait_seconds = Histogram(
             "braze_proxy_rate_limit_wait_seconds",
             "How long requests waited for a token",

@@ -69,9 +69,7 @@ class ParsedQuery:
     legacy_api_key: str | None  # the `api_key` query parameter, if the client used it
 
 
-def parse_query(
-    pairs: Iterable[tuple[str, str]], endpoint: Endpoint, rules: KeyRules, now: datetime
-) -> ParsedQuery:
+def parse_query(pairs: Iterable[tuple[str, str]], endpoint: Endpoint, rules: KeyRules, now: datetime) -> ParsedQuery:
     """Validate decoded query pairs against `endpoint`; raises InvalidRequest naming every problem."""
     allowed = {"length", "unit", "ending_at", LEGACY_KEY_PARAM, *(f.name for f in endpoint.filters)}
     values: dict[str, str] = {}
@@ -102,10 +100,7 @@ def parse_query(
 
     if errors or length is None or unit is None or ending_at is None:
         raise InvalidRequest(f"Invalid request: {errors[0]}", errors)
-    if rules.floor:
-        ending_at = bucket_start(ending_at, unit, rules.zone)
-    else:
-        ending_at = ending_at.astimezone(UTC)
+    ending_at = bucket_start(ending_at, unit, rules.zone) if rules.floor else ending_at.astimezone(UTC)
     question = Question(endpoint, length, unit, ending_at, tuple(filters))
     return ParsedQuery(question, legacy_key)
 

@@ -374,7 +374,7 @@ class Service:
         """Sleep a jittered exponential backoff if another attempt fits the count and time budget."""
         if attempt >= self._cfg.retries:
             return False
-        backoff = random.uniform(0.5, 1.0) * min(2.0, 0.1 * 2**attempt)  # noqa: S311 - jitter, not crypto
+        backoff = random.uniform(0.5, 1.0) * min(2.0, 0.1 * 2**attempt)
         if self._clock() + backoff - started > self._cfg.retry_budget:
             return False
         self._m.upstream_retries.labels(question.endpoint.name).inc()

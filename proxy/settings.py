@@ -70,14 +70,13 @@ class Settings(BaseSettings):
     settle_window_hour: Seconds = Field(
         3 * 3600.0, ge=0, description="how long after an hour closes Braze may revise it"
     )
-    settle_window_day: Seconds = Field(
-        2 * 86400.0, ge=0, description="how long after a day closes Braze may revise it"
-    )
+    settle_window_day: Seconds = Field(2 * 86400.0, ge=0, description="how long after a day closes Braze may revise it")
     ttl_recent_hour: Seconds = Field(600.0, gt=0, description="TTL when the last hour closed within the window")
     ttl_recent_day: Seconds = Field(1800.0, gt=0, description="TTL when the last day closed within the window")
     ttl_settled: Seconds = Field(86400.0, gt=0, description="TTL of a settled series")
-    stale_seconds: Seconds = Field(
-        86400.0, ge=0, description="how long past freshness an entry is kept to serve stale"
+    stale_seconds: Seconds = Field(86400.0, ge=0, description="how long past freshness an entry is kept to serve stale")
+    stale_while_revalidate_seconds: Seconds = Field(
+        60.0, ge=0, description="past freshness, serve stale at once and refresh in the background this long"
     )
 
     # --- upstream budget (shared token bucket) -------------------------------------------------------
@@ -95,7 +94,7 @@ class Settings(BaseSettings):
     )
 
     # --- server ---------------------------------------------------------------------------------------
-    host: str = Field("0.0.0.0", description="listen address")  # noqa: S104 - a service listens on all
+    host: str = Field("0.0.0.0", description="listen address")
     port: int = Field(8080, ge=1, le=65535, description="listen port")
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="serve /metrics, /healthz, /readyz on this port only"

@@ -13,12 +13,13 @@ Unit = Literal["day", "hour"]
 
 # Extended ISO-8601 as clients write it: date, optional time (minutes, seconds, fraction), optional offset.
 # The offset's hour may have one digit (`-5:00`, the Braze docs' own example) and its colon is optional.
+# A space before the offset is a '+' that the client left unencoded (form decoding turns '+' into ' ').
 _ISO = re.compile(
     r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
     r"(?:[Tt ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?"
-    r"(?P<tz>[Zz]|[+-]\d{1,2}(?::?\d{2})?)?)?"
+    r"(?P<tz>[Zz]|[+\- ]\d{1,2}(?::?\d{2})?)?)?"
 )
-_OFFSET = re.compile(r"(?P<sign>[+-])(?P<h>\d{1,2}):?(?P<m>\d{2})?")
+_OFFSET = re.compile(r"(?P<sign>[+\- ])(?P<h>\d{1,2}):?(?P<m>\d{2})?")
 _HOUR = timedelta(hours=1)
 
 

@@ -105,9 +105,7 @@ class StandinState:
             "rejected_keys": lambda v: isinstance(v, list) and all(isinstance(k, str) for k in v),
         }
         errors = [f"unknown setting {k!r}" for k in cfg if k not in checks]
-        errors += [
-            f"invalid value for {k!r}: {v!r}" for k, v in cfg.items() if k in checks and not checks[k](v)
-        ]
+        errors += [f"invalid value for {k!r}: {v!r}" for k, v in cfg.items() if k in checks and not checks[k](v)]
         if errors:
             return errors
         for name in ("latency", "retry_after", "huge_bytes", "slow_seconds"):
@@ -251,8 +249,7 @@ def series(question: Question, api_key: str) -> list[dict[str, Any]]:
     else:
         hour = end.replace(minute=0, second=0, microsecond=0)
         times = [
-            (hour - dt.timedelta(hours=i)).strftime("%Y-%m-%dT%H:00:00Z")
-            for i in reversed(range(question.length))
+            (hour - dt.timedelta(hours=i)).strftime("%Y-%m-%dT%H:00:00Z") for i in reversed(range(question.length))
         ]
     scale = 100_000 if question.unit == "day" else 5_000
     points = []
@@ -343,17 +340,13 @@ async def _success(
     request: web.Request, state: StandinState, points: list[dict[str, Any]], headers: dict[str, str]
 ) -> web.StreamResponse:
     if state.mode == "malformed":
-        return web.Response(
-            body=b'{"message": "success", "data": [', content_type="application/json", headers=headers
-        )
+        return web.Response(body=b'{"message": "success", "data": [', content_type="application/json", headers=headers)
     if state.mode == "not_success":
         return _json(200, {"message": "Internal processing error, try again later", "data": []}, headers)
     body = _dumps({"message": "success", "data": points})
     if state.mode == "huge":
         base = _dumps({"message": "success", "data": points, "padding": ""})
-        body = _dumps(
-            {"message": "success", "data": points, "padding": "x" * max(0, state.huge_bytes - len(base))}
-        )
+        body = _dumps({"message": "success", "data": points, "padding": "x" * max(0, state.huge_bytes - len(base))})
     if state.mode != "slow_body":
         return web.Response(body=body, content_type="application/json", headers=headers)
     response = web.StreamResponse(headers=headers)

@@ -43,9 +43,7 @@ class Answer:
         return json.loads(self.body)
 
 
-async def fetch(
-    client: aiohttp.ClientSession, server: StandinServer, query: str, key: str | None = "key-a"
-) -> Answer:
+async def fetch(client: aiohttp.ClientSession, server: StandinServer, query: str, key: str | None = "key-a") -> Answer:
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
     async with client.get(f"{server.url}{PATH}?{query}", headers=headers) as response:
         return Answer(response.status, response.headers, await response.read())
@@ -141,9 +139,7 @@ async def test_invalid_parameters_are_400_with_errors(
 
 
 @pytest.mark.asyncio
-async def test_missing_empty_or_rejected_key_is_401(
-    standin: StandinServer, client: aiohttp.ClientSession
-) -> None:
+async def test_missing_empty_or_rejected_key_is_401(standin: StandinServer, client: aiohttp.ClientSession) -> None:
     await configure(client, standin, rejected_keys=["revoked"])
     for key in (None, "", "revoked"):
         answer = await fetch(client, standin, "length=1", key=key)
@@ -153,9 +149,7 @@ async def test_missing_empty_or_rejected_key_is_401(
 
 
 @pytest.mark.asyncio
-async def test_stats_count_every_call_with_its_status(
-    standin: StandinServer, client: aiohttp.ClientSession
-) -> None:
+async def test_stats_count_every_call_with_its_status(standin: StandinServer, client: aiohttp.ClientSession) -> None:
     await fetch(client, standin, "length=2&ending_at=2018-06-28T00:00:00%2B05:30")
     await fetch(client, standin, "length=0")
     await fetch(client, standin, "length=1", key=None)
@@ -191,9 +185,7 @@ async def test_budget_is_spent_per_call_then_429_until_reset(
 
 
 @pytest.mark.asyncio
-async def test_force_429_for_names_the_moment_it_ends(
-    standin: StandinServer, client: aiohttp.ClientSession
-) -> None:
+async def test_force_429_for_names_the_moment_it_ends(standin: StandinServer, client: aiohttp.ClientSession) -> None:
     before = time.time()
     await configure(client, standin, force_429_for=30)
     after = time.time()
@@ -207,9 +199,7 @@ async def test_force_429_for_names_the_moment_it_ends(
 
 
 @pytest.mark.asyncio
-async def test_fail_status_answers_the_next_n_calls(
-    standin: StandinServer, client: aiohttp.ClientSession
-) -> None:
+async def test_fail_status_answers_the_next_n_calls(standin: StandinServer, client: aiohttp.ClientSession) -> None:
     await configure(client, standin, fail_status=503, fail_count=2)
     statuses = [(await fetch(client, standin, "length=1")).status for _ in range(3)]
     assert statuses == [503, 503, 200]
@@ -241,9 +231,7 @@ async def test_body_shaping_modes(standin: StandinServer, client: aiohttp.Client
 
 
 @pytest.mark.asyncio
-async def test_reset_and_hang_modes_send_no_answer(
-    standin: StandinServer, client: aiohttp.ClientSession
-) -> None:
+async def test_reset_and_hang_modes_send_no_answer(standin: StandinServer, client: aiohttp.ClientSession) -> None:
     await configure(client, standin, mode="reset")
     with pytest.raises(aiohttp.ServerDisconnectedError):
         await fetch(client, standin, "length=1")

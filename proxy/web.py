@@ -1,0 +1,332 @@
+"""The aiohttp shell: the app factory, routes, the one place errors become responses, resource wiring.
+
+`create_app(settings)` builds everything from Settings; resources (HTTP pool, Redis pool, service)
+open and close in `cleanup_ctx`. Handlers only translate HTTP to a Question and an Answer back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from proxy import __version__
+from proxy.bucket import BucketParams
+from proxy.budget import Budget, MemoryBudget, RedisBudget
+from proxy.cache import MemoryLRU, MemoryStore, Store
+from proxy.coalesce import ClusterLock
+from proxy.credentials import Authenticator
+from proxy.endpoints import SERVED, Endpoint
+from proxy.errors import InvalidRequest, MethodNotAllowed, NotFound, ProxyError, StoreError, Unauthorized
+from proxy.freshness import FreshnessPolicy
+from proxy.health import RedisHealth
+from proxy.metrics import Metrics
+from proxy.query import LEGACY_KEY_PARAM, KeyRules, parse_query
+from proxy.redis_store import RedisStore, connect
+from proxy.service import Answer, Service, ServiceConfig, error_cache_status
+from proxy.settings import Settings
+from proxy.upstream import UpstreamClient, close_session
+
+log = logging.getLogger("braze_proxy.web")
+
+JSON_TYPE = "application/json"
+MAX_REQUEST_BODY = 16 * 1024  # the proxied endpoint is GET: any body is refused past this
+HEALTH_PROBE_SECONDS = 1.0
+
+
+@dataclass
+class Runtime:
+    """What the handlers share: built in `resources`, read on every request."""
+
+    settings: Settings
+    metrics: Metrics
+    auth: Authenticator
+    rules: KeyRules
+    service: Service | None = None
+    store: Store | None = None
+    l1: MemoryLRU | None = None
+    health: RedisHealth | None = None
+    redis_seen: bool = False  # Redis answered at least once (readiness waits for it)
+    draining: bool = False
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: Metrics) -> Runtime:
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        auth = Authenticator(api_key, settings.client_token_map())
+        rules = KeyRules(ZoneInfo(settings.reporting_timezone), settings.floor_ending_at)
+        return cls(settings, metrics, auth, rules)
+
+    async def resources(self, app: web.Application) -> AsyncIterator[None]:
+        """cleanup_ctx: open the pools and the service, yield while serving, close in reverse."""
+        s = self.settings
+        self.metrics.budget_per_hour.set(s.rate_limit_per_hour)
+        connector = aiohttp.TCPConnector(limit=s.upstream_max_connections, ttl_dns_cache=300)
+        session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+        upstream = UpstreamClient(
+            session, s.upstream_url, s.upstream_timeout, s.upstream_connect_timeout,
+            s.upstream_max_body_bytes, f"braze-proxy/{__version__}",
+        )  # fmt: skip
+        params = BucketParams.per_hour(s.rate_limit_per_hour, s.rate_limit_burst, s.rate_limit_max_wait_seconds)
+        # The in-process bucket: the whole budget without Redis, a replica's share while Redis is down.
+        fallback_params = BucketParams.per_hour(
+            s.rate_limit_per_hour / s.expected_replicas,
+            max(1, s.rate_limit_burst // s.expected_replicas),
+            s.rate_limit_max_wait_seconds,
+        )
+        budget: Budget
+        lock: ClusterLock | None = None
+        if s.redis_url is None:
+            store: Store = MemoryStore(s.memory_max_entries, s.memory_max_bytes, time.time)
+            budget = fallback = MemoryBudget(params, time.time)
+            self.metrics.redis_up.set(1)  # the memory store is always reachable
+        else:
+            client = connect(s.redis_url, s.redis_timeout, s.redis_max_connections)
+            redis_store = RedisStore(client, s.redis_key_prefix, s.redis_timeout)
+            store = redis_store
+            self.closers.append(redis_store.close)
+            budget = RedisBudget(client, s.redis_key_prefix, params, s.redis_timeout)
+            fallback = MemoryBudget(fallback_params, time.time)
+            # A fill lock outlives the longest fill: every attempt and backoff within the retry budget.
+            lock_seconds = s.upstream_retry_budget_seconds + s.upstream_timeout + 2
+            lock = ClusterLock(client, s.redis_key_prefix, s.redis_timeout, lock_seconds)
+            if s.l1_enabled:
+                self.l1 = MemoryLRU(s.l1_max_entries, s.l1_max_bytes)
+            self.health = await self._watch_redis(redis_store)
+        self.store = store
+        policy = FreshnessPolicy(
+            self.rules.zone, s.ttl_open_hour, s.ttl_open_day, s.settle_window_hour, s.settle_window_day,
+            s.ttl_recent_hour, s.ttl_recent_day, s.ttl_settled, s.stale_seconds,
+        )  # fmt: skip
+        config = ServiceConfig(
+            zone=self.rules.zone,
+            swr_seconds=min(s.stale_while_revalidate_seconds, s.stale_seconds),
+            retries=s.upstream_retries,
+            retry_budget=s.upstream_retry_budget_seconds,
+            coalesce_wait=s.coalesce_wait_seconds,
+            fail_open=s.redis_outage_policy == "open",
+        )
+        self.service = Service(
+            store=store, l1=self.l1, budget=budget, fallback_budget=fallback, lock=lock, health=self.health,
+            upstream=upstream, policy=policy, metrics=self.metrics, config=config,
+        )  # fmt: skip
+        mode = "managed" if self.auth.managed else "pass-through"
+        log.info(
+            "proxy ready",
+            extra={"store": store.name, "l1": self.l1 is not None, "mode": mode, "upstream": s.upstream_url},
+        )
+        yield
+        await self.service.close(timeout=min(5.0, s.shutdown_grace_seconds))
+        if self.health is not None:
+            await self.health.close()
+        for close in reversed(self.closers):
+            await close()
+        await close_session(session)
+
+    async def _watch_redis(self, redis_store: RedisStore) -> RedisHealth:
+        def changed(up: bool) -> None:
+            self.metrics.redis_up.set(1 if up else 0)
+            if up and self.health is not None:  # a recovery, not the constructor's initial call
+                self.redis_seen = True
+
+        health = RedisHealth(redis_store.ping, changed, HEALTH_PROBE_SECONDS)
+        try:
+            await redis_store.ping()
+            self.redis_seen = True
+        except StoreError as error:
+            health.failed(error)  # start answering anyway; the probe restores Redis when it answers
+        return health
+
+    async def readiness(self) -> tuple[int, dict[str, str]]:
+        """(status, body) of /readyz; pings Redis so an idle replica still notices an outage."""
+        if self.draining:
+            return 503, {"status": "draining"}
+        if self.health is None or self.store is None:
+            return (200, {"status": "ready", "store": "memory"}) if self.service else (503, {"status": "starting"})
+        if self.health.up:
+            try:
+                await self.store.ping()
+                self.redis_seen = True
+            except StoreError as error:
+                self.health.failed(error)
+        if self.health.up:
+            return 200, {"status": "ready", "store": "redis"}
+        if not self.redis_seen:
+            return 503, {"status": "starting", "redis": "unreachable"}
+        if self.settings.redis_outage_policy == "open":
+            return 200, {"status": "degraded", "redis": "unreachable"}
+        return 503, {"status": "unavailable", "redis": "unreachable"}
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def json_response(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return web.Response(body=body, status=status, content_type=JSON_TYPE, headers=headers)
+
+
+def error_response(error: ProxyError, cache_status: str | None = None) -> web.Response:
+    headers = {"Content-Type": JSON_TYPE, **error.headers()}
+    if cache_status is not None:
+        headers["Cache-Status"] = cache_status
+    return web.Response(body=error.body(), status=error.status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every failure becomes a Braze-style JSON body; nothing internal reaches a client."""
+    try:
+        return await handler(request)
+    except ProxyError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return error_response(NotFound())
+        if exc.status == 405:
+            return error_response(MethodNotAllowed(), None)
+        if exc.status >= 400:
+            return json_response(exc.status, {"message": exc.reason})
+        raise
+    except Exception:
+        log.exception("unexpected error", extra={"path": request.path})
+        return json_response(500, {"message": "Internal error"})
+
+
+class DataSeriesHandler:
+    """GET <endpoint.path>: validate, authenticate, ask the service, answer with Cache-Status."""
+
+    def __init__(self, runtime: Runtime, endpoint: Endpoint) -> None:
+        self._rt = runtime
+        self._endpoint = endpoint
+        self._max_query = runtime.settings.max_query_bytes
+        m = runtime.metrics
+        self._requests = m.requests
+        self._duration = m.request_duration
+        self._inflight = m.inflight
+        # Label children bound once per (cache, code): no label lookup on the hot path after the first.
+        self._counters: dict[tuple[str, int], Callable[[], None]] = {}
+        self._timers: dict[str, Callable[[float], None]] = {}
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        self._inflight.inc()
+        try:
+            answer = await self._answer(request)
+            response = self._response(answer)
+            cache = answer.cache
+        except ProxyError as error:
+            cache = "bypass" if isinstance(error, InvalidRequest | Unauthorized) else "error"
+            status = "braze-proxy; fwd=bypass" if cache == "bypass" else error_cache_status(error)
+            response = error_response(error, status)
+        finally:
+            self._inflight.dec()
+        self._record(cache, response.status, time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: web.Request) -> Answer:
+        if len(request.query_string) > self._max_query:
+            raise InvalidRequest(f"Invalid request: the query string is longer than {self._max_query} bytes")
+        if request.body_exists and (request.content_length or 0) > MAX_REQUEST_BODY:
+            raise InvalidRequest("Invalid request: this endpoint takes no request body")
+        query = request.query
+        credential = self._rt.auth.resolve(request.headers.get("Authorization"), query.get(LEGACY_KEY_PARAM))
+        parsed = parse_query(query.items(), self._endpoint, self._rt.rules, datetime.now(UTC))
+        service = self._rt.service
+        assert service is not None  # routes are served only after resources() built it
+        return await service.answer(parsed.question, credential)
+
+    @staticmethod
+    def _response(answer: Answer) -> web.Response:
+        headers = {"Content-Type": answer.content_type, "Cache-Status": answer.cache_status}
+        if answer.age is not None:
+            headers["Age"] = str(answer.age)
+        headers.update(answer.extra)
+        return web.Response(body=answer.body, status=answer.status, headers=headers)
+
+    def _record(self, cache: str, code: int, seconds: float) -> None:
+        count = self._counters.get((cache, code))
+        if count is None:
+            count = self._counters[(cache, code)] = self._requests.labels(self._endpoint.name, cache, str(code)).inc
+        count()
+        observe = self._timers.get(cache)
+        if observe is None:
+            observe = self._timers[cache] = self._duration.labels(self._endpoint.name, cache).observe
+        observe(seconds)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(200, {"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    status, body = await request.app[RUNTIME].readiness()
+    return json_response(status, body)
+
+
+async def metrics_route(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    if rt.l1 is not None:
+        rt.metrics.cache_entries.labels("l1").set(len(rt.l1))
+    if isinstance(rt.store, MemoryStore):
+        rt.metrics.cache_entries.labels("memory").set(len(rt.store))
+    return web.Response(body=generate_latest(rt.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    spec = resources.files("proxy").joinpath("openapi.json").read_bytes()
+    return web.Response(body=spec, content_type=JSON_TYPE)
+
+
+def add_ops_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz, allow_head=True)
+    app.router.add_get("/readyz", readyz, allow_head=True)
+    app.router.add_get("/metrics", metrics_route)
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
+    """The proxy app. With `metrics_port` set, /metrics and the health routes live on `create_ops_app`."""
+    runtime = Runtime.from_settings(settings, metrics or Metrics())
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_REQUEST_BODY)
+    app[RUNTIME] = runtime
+    app.cleanup_ctx.append(runtime.resources)
+    for endpoint in SERVED:
+        app.router.add_get(endpoint.path, DataSeriesHandler(runtime, endpoint), allow_head=False)
+    app.router.add_get("/openapi.json", openapi)
+    if settings.metrics_port is None:
+        add_ops_routes(app)
+    return app
+
+
+def create_ops_app(main: web.Application) -> web.Application:
+    """/metrics, /healthz, /readyz on their own port, sharing the main app's runtime."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[RUNTIME] = main[RUNTIME]
+    add_ops_routes(app)
+    return app
+
+
+def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    """A runner with bounded request line and headers, graceful shutdown and no access log."""
+    return web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_grace_seconds,
+        # The request line holds the path and the query: bounded a little above the longest query we accept.
+        max_line_size=settings.max_query_bytes + 512,
+        max_field_size=settings.max_header_bytes,
+        max_headers=64,
+        keepalive_timeout=75.0,
+    )
