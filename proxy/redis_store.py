@@ -74,4 +74,4 @@ class RedisStore:
             await self.client.ping()
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.aclose(close_connection_pool=True)  # we built the pool, so we close it

@@ -17,9 +17,10 @@ Unit = Literal["day", "hour"]
 _ISO = re.compile(
     r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
     r"(?:[Tt ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?"
-    r"(?P<tz>[Zz]|[+\- ]\d{1,2}(?::?\d{2})?)?)?"
+    r"(?P<tz>[Zz]|[+\- ]\d{1,2}(?::?\d{2})?)?)?",
+    re.ASCII,  # \d must not match other scripts' digits
 )
-_OFFSET = re.compile(r"(?P<sign>[+\- ])(?P<h>\d{1,2}):?(?P<m>\d{2})?")
+_OFFSET = re.compile(r"(?P<sign>[+\- ])(?P<h>\d{1,2}):?(?P<m>\d{2})?", re.ASCII)
 _HOUR = timedelta(hours=1)
 
 

@@ -205,11 +205,18 @@ class ProxyProcess(_Process):
 
     name = "proxy"
 
-    def __init__(self, env: Mapping[str, str], port: int | None = None, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        port: int | None = None,
+        args: Sequence[str] = (),
+        health_port: int | None = None,
+    ) -> None:
         super().__init__()
         self.env = dict(env)
         self.port = port if port is not None else free_port()
         self.args = list(args)
+        self.health_port = health_port  # where /healthz is served, if not on `port` (BRAZE_PROXY_METRICS_PORT)
 
     @property
     def url(self) -> str:
@@ -226,7 +233,8 @@ class ProxyProcess(_Process):
     def healthy(self) -> bool:
         """True if GET /healthz answers 200 right now."""
         try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+            port = self.health_port or self.port
+            with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=1) as response:
                 return bool(response.status == 200)
         except (OSError, http.client.HTTPException):  # refused, timed out, an error status, garbage
             return False

@@ -1,0 +1,47 @@
+# braze-proxy: the two commands are `make run` (start the proxy on its embedded default) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := redis-server prometheus nginx-light wrk
+
+.PHONY: run test lint typecheck deps system-deps bench soak clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime + test dependencies, in a local virtual environment.
+deps: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+# Tools the tests and the bench run for real (redis-server, promtool/prometheus, nginx, wrk).
+system-deps:
+	@missing=""; \
+	for tool in redis-server promtool prometheus nginx wrk; do command -v $$tool >/dev/null || missing=yes; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+# Start the proxy on its embedded default: in-process memory store, listening on 0.0.0.0:8080.
+run: deps
+	$(BIN)/braze-proxy
+
+test: deps system-deps
+	$(BIN)/python -m pytest -q
+
+lint: deps
+	$(BIN)/ruff check proxy tests bench
+	$(BIN)/ruff format --check proxy tests bench
+
+typecheck: deps
+	$(BIN)/mypy
+
+bench: deps system-deps
+	$(BIN)/python -m bench
+
+soak: deps system-deps
+	$(BIN)/python -m tests.soak --seconds 300
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

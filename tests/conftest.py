@@ -1,0 +1,83 @@
+"""Shared fixtures: one real redis-server and one Braze stand-in process per session, proxies per test.
+
+Tests never touch the machine's shared Redis on 6379: the session's redis-server runs on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.procs import ProxyProcess, RedisServer, StandinProcess
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_tool(name: str) -> str:
+    """The path of `name`; a missing tool fails the test in CI and skips it elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (`make test` installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    require_tool("redis-server")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the session's redis-server, emptied before each test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def standin_process() -> Iterator[StandinProcess]:
+    with StandinProcess() as standin:
+        yield standin
+
+
+@pytest.fixture
+def standin(standin_process: StandinProcess) -> StandinProcess:
+    """The session's stand-in, reset (counters zeroed, faults cleared) for this test."""
+    if not standin_process.running:
+        standin_process.start()
+    standin_process.reset()
+    return standin_process
+
+
+ProxyFactory = Callable[..., ProxyProcess]
+
+
+@pytest.fixture
+def start_proxy(standin: StandinProcess) -> Iterator[ProxyFactory]:
+    """Start proxy processes against the stand-in: `start_proxy(REDIS_URL=..., API_KEY=...)`.
+
+    Keyword names are settings without the BRAZE_PROXY_ prefix; every process is stopped after the test.
+    """
+    started: list[ProxyProcess] = []
+
+    def start(*, args: tuple[str, ...] = (), health_port: int | None = None, **settings: Any) -> ProxyProcess:
+        env = {"BRAZE_PROXY_UPSTREAM_URL": standin.url, "BRAZE_PROXY_LOG_LEVEL": "INFO"}
+        env.update({f"BRAZE_PROXY_{name.upper()}": str(value) for name, value in settings.items()})
+        proxy = ProxyProcess(env, args=args, health_port=health_port)
+        started.append(proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in started:
+        proxy.close()

@@ -1,0 +1,114 @@
+"""Pure time arithmetic: ISO-8601 spellings, buckets in the reporting zone, DST."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.timeline import TimeFormatError, bucket_end, bucket_start, format_instant, parse_instant
+
+NEW_YORK = ZoneInfo("America/New_York")
+KOLKATA = ZoneInfo("Asia/Kolkata")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2018-06-28T23:59:59-5:00", datetime(2018, 6, 29, 4, 59, 59, tzinfo=UTC)),  # the Braze docs' own form
+        ("2018-06-28T23:59:59-05:00", datetime(2018, 6, 29, 4, 59, 59, tzinfo=UTC)),
+        ("2018-06-28T23:59:59-0500", datetime(2018, 6, 29, 4, 59, 59, tzinfo=UTC)),
+        ("2018-06-28T23:59:59+0530", datetime(2018, 6, 28, 18, 29, 59, tzinfo=UTC)),
+        ("2018-06-28T23:59:59+05", datetime(2018, 6, 28, 18, 59, 59, tzinfo=UTC)),
+        ("2018-06-28T23:59:59 05:30", datetime(2018, 6, 28, 18, 29, 59, tzinfo=UTC)),  # '+' decoded to ' '
+        ("2018-06-28T23:59:59Z", datetime(2018, 6, 28, 23, 59, 59, tzinfo=UTC)),
+        ("2018-06-28t23:59:59z", datetime(2018, 6, 28, 23, 59, 59, tzinfo=UTC)),
+        ("2018-06-28T23:59:59.123456789Z", datetime(2018, 6, 28, 23, 59, 59, 123456, tzinfo=UTC)),
+        ("2018-06-28T23:59:59,5Z", datetime(2018, 6, 28, 23, 59, 59, 500000, tzinfo=UTC)),
+        ("2018-06-28T23:59Z", datetime(2018, 6, 28, 23, 59, tzinfo=UTC)),
+        ("2018-06-28 23:59:59Z", datetime(2018, 6, 28, 23, 59, 59, tzinfo=UTC)),
+        ("2018-06-28", datetime(2018, 6, 28, tzinfo=UTC)),  # a bare date: midnight in the reporting zone
+        ("2018-06-28T12:00:00", datetime(2018, 6, 28, 12, tzinfo=UTC)),
+    ],
+)
+def test_accepted_spellings(text: str, expected: datetime) -> None:
+    assert parse_instant(text, UTC) == expected
+
+
+def test_naive_values_are_read_in_the_reporting_zone() -> None:
+    assert parse_instant("2018-06-28", NEW_YORK) == datetime(2018, 6, 28, 4, tzinfo=UTC)
+    assert parse_instant("2018-01-15T10:00:00", NEW_YORK) == datetime(2018, 1, 15, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "yesterday",
+        "2018-13-01",
+        "2018-02-30",
+        "2018-06-28T24:00:00Z",
+        "2018-06-28T23:60:00Z",
+        "2018-06-28T23:59:59+19:00",
+        "2018-06-28T23:59:59+05:99",
+        "2018-06-28T23:59:59Zjunk",
+        "18-06-28",
+        "2018-06-28T",
+        "٢٠١٨-٠٦-٢٨",  # digits of another script
+        "1530230399",
+    ],
+)
+def test_rejected_spellings(text: str) -> None:
+    with pytest.raises(TimeFormatError):
+        parse_instant(text, UTC)
+
+
+def test_day_buckets_follow_the_reporting_zone() -> None:
+    instant = datetime(2018, 6, 29, 3, tzinfo=UTC)  # still June 28th in New York
+    assert bucket_start(instant, "day", UTC) == datetime(2018, 6, 29, tzinfo=UTC)
+    assert bucket_start(instant, "day", NEW_YORK) == datetime(2018, 6, 28, 4, tzinfo=UTC)
+
+
+def test_hour_buckets_in_a_half_hour_zone() -> None:
+    instant = datetime(2018, 6, 28, 10, 10, tzinfo=UTC)  # 15:40 in Kolkata
+    assert bucket_start(instant, "hour", KOLKATA) == datetime(2018, 6, 28, 9, 30, tzinfo=UTC)
+    assert bucket_start(instant, "hour", UTC) == datetime(2018, 6, 28, 10, tzinfo=UTC)
+
+
+def test_dst_days_are_23_and_25_hours_long() -> None:
+    spring = bucket_start(datetime(2024, 3, 10, 12, tzinfo=UTC), "day", NEW_YORK)
+    fall = bucket_start(datetime(2024, 11, 3, 12, tzinfo=UTC), "day", NEW_YORK)
+    assert bucket_end(spring, "day", NEW_YORK) - spring == timedelta(hours=23)
+    assert bucket_end(fall, "day", NEW_YORK) - fall == timedelta(hours=25)
+
+
+def test_format_instant_is_canonical_in_the_zone() -> None:
+    instant = datetime(2018, 6, 29, 4, tzinfo=UTC)
+    assert format_instant(instant, UTC) == "2018-06-29T04:00:00+00:00"
+    assert format_instant(instant, NEW_YORK) == "2018-06-29T00:00:00-04:00"
+    assert format_instant(instant.replace(microsecond=5), UTC) == "2018-06-29T04:00:00.000005+00:00"
+
+
+instants = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
+).map(lambda d: d.replace(microsecond=0))
+zones = st.sampled_from([UTC, NEW_YORK, KOLKATA, ZoneInfo("Australia/Lord_Howe"), ZoneInfo("Europe/Berlin")])
+offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+
+
+@given(instants, offsets)
+def test_any_offset_spelling_is_the_same_instant(instant: datetime, offset: timezone) -> None:
+    text = instant.astimezone(offset).isoformat()
+    assert parse_instant(text, UTC) == instant
+
+
+@given(instants, zones, st.sampled_from(["day", "hour"]))
+def test_bucket_contains_its_instant(instant: datetime, zone: ZoneInfo, unit: str) -> None:
+    start = bucket_start(instant, unit, zone)  # type: ignore[arg-type]
+    end = bucket_end(start, unit, zone)  # type: ignore[arg-type]
+    assert start <= instant < end
+    assert bucket_start(start, unit, zone) == start  # type: ignore[arg-type]
+    assert bucket_start(end, unit, zone) == end  # type: ignore[arg-type]
