@@ -324,8 +324,9 @@ def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
         handle_signals=False,
         access_log=None,
         shutdown_timeout=settings.shutdown_grace_seconds,
-        # The request line holds the path and the query: bounded a little above the longest query we accept.
-        max_line_size=settings.max_query_bytes + 512,
+        # The request line holds the path and the query. Up to this size an overlong query gets our JSON 400;
+        # past it, aiohttp's parser refuses the line itself (a plain-text 400) before any handler runs.
+        max_line_size=max(8190, settings.max_query_bytes + 1024),
         max_field_size=settings.max_header_bytes,
         max_headers=64,
         keepalive_timeout=75.0,

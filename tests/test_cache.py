@@ -51,7 +51,9 @@ async def test_set_get_delete(store: Store) -> None:
     stored = entry()
     await store.set("v1:k", stored, time.time())
     got = await store.get("v1:k")
-    assert got is not None and got.body == stored.body and got.fresh_until == pytest.approx(stored.fresh_until, abs=1e-3)
+    assert (
+        got is not None and got.body == stored.body and got.fresh_until == pytest.approx(stored.fresh_until, abs=1e-3)
+    )
     await store.delete("v1:k")
     assert await store.get("v1:k") is None
 

@@ -84,7 +84,9 @@ def test_the_reporting_zone_moves_day_boundaries() -> None:
 
 def test_without_flooring_each_instant_is_its_own_key() -> None:
     exact = KeyRules(UTC, floor=False)
-    assert key("length=1&ending_at=2018-06-28T12:00:00Z", exact) != key("length=1&ending_at=2018-06-28T13:00:00Z", exact)
+    assert key("length=1&ending_at=2018-06-28T12:00:00Z", exact) != key(
+        "length=1&ending_at=2018-06-28T13:00:00Z", exact
+    )
     assert key("length=1&ending_at=2018-06-28T12:00:00Z", exact) == key(
         "length=1&ending_at=2018-06-28T07:00:00-5:00", exact
     )
@@ -148,9 +150,9 @@ def test_error_messages_do_not_echo_long_or_control_input() -> None:
 
 # --- properties -----------------------------------------------------------------------------------------
 
-instants = st.datetimes(
-    min_value=datetime(2010, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)
-).map(lambda d: d.replace(microsecond=0))
+instants = st.datetimes(min_value=datetime(2010, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)).map(
+    lambda d: d.replace(microsecond=0)
+)
 offsets = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 filter_values = st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S"]), min_size=1, max_size=20)
 

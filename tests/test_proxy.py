@@ -1,0 +1,293 @@
+"""The core proxy end to end: real proxy processes, the stand-in upstream, a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+import redis
+
+from tests.conftest import ProxyFactory
+from tests.procs import ProxyProcess, RedisServer, StandinProcess
+
+PATH = "/sessions/data_series"
+KEY_A = "5f2c9a3e-1111-4a6b-9c1d-aaaaaaaaaaaa"
+KEY_B = "5f2c9a3e-2222-4a6b-9c1d-bbbbbbbbbbbb"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, object]:
+        return json.loads(self.body)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+async def get(
+    http: aiohttp.ClientSession, proxy: ProxyProcess | StandinProcess, query: str, key: str | None = KEY_A
+) -> Reply:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    url = f"{proxy.url}{PATH}?{query}" if query else f"{proxy.url}{PATH}"
+    async with http.get(url, headers=headers, allow_redirects=False) as response:
+        return Reply(response.status, dict(response.headers), await response.read())
+
+
+@pytest.fixture(params=["memory", "redis"])
+def proxy(request: pytest.FixtureRequest, start_proxy: ProxyFactory) -> ProxyProcess:
+    if request.param == "memory":
+        return start_proxy()
+    request.getfixturevalue("redis_client")  # flushed
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return start_proxy(REDIS_URL=server.url)
+
+
+async def test_miss_then_hit_with_one_upstream_call(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+) -> None:
+    query = "length=7&ending_at=2018-06-28T23:59:59-5:00"
+    first = await get(http, proxy, query)
+    assert first.status == 200
+    assert first.headers["Cache-Status"] == "braze-proxy; fwd=miss; fwd-status=200; stored"
+    assert "Age" not in first.headers
+    second = await get(http, proxy, query)
+    assert second.status == 200 and second.body == first.body
+    assert second.headers["Cache-Status"].startswith("braze-proxy; hit; ttl=")
+    assert int(second.headers["Age"]) >= 0
+    stats = standin.stats()
+    assert stats["calls"] == 1
+    # The upstream saw the canonical query, and the client got Braze's bytes and type unchanged.
+    (call,) = stats["requests"]
+    assert call["query"] == "length=7&unit=day&ending_at=2018-06-29T00%3A00%3A00%2B00%3A00"
+    direct = await get(http, standin, call["query"])
+    assert direct.body == first.body
+    assert direct.headers["Content-Type"] == first.headers["Content-Type"]
+    assert first.json()["message"] == "success" and len(first.json()["data"]) == 7  # type: ignore[arg-type]
+
+
+def spellings(count: int, seed: int = 7) -> list[str]:
+    """`count` distinct query strings that all ask: 5 days ending on 2018-06-28 (UTC)."""
+    rnd = random.Random(seed)
+    day = datetime(2018, 6, 28, tzinfo=UTC)
+    seen: set[str] = set()
+    while len(seen) < count:
+        instant = day + timedelta(seconds=rnd.randrange(86400), microseconds=rnd.choice([0, 0, 500_000]))
+        offset = timezone(timedelta(minutes=rnd.randrange(-12 * 60, 14 * 60 + 1, 15)))
+        text = instant.astimezone(offset).isoformat()
+        text = rnd.choice([text, text.replace("+00:00", "Z")])
+        if rnd.random() < 0.3 and text[-6] in "+-" and text[-5] == "0":  # Braze's own one-digit hour form
+            text = text[:-5] + text[-4:]
+        params = [("length", rnd.choice(["5", "05", "005"])), ("ending_at", text)]
+        unit = rnd.choice([None, "day", "DAY", "Day"])
+        if unit:
+            params.append(("unit", unit))
+        if rnd.random() < 0.3:
+            params.append(("app_id", ""))
+        rnd.shuffle(params)
+        safe = rnd.choice(["", ":", ":+"])
+        seen.add("&".join(f"{name}={quote(value, safe=safe)}" for name, value in params))
+    return sorted(seen)
+
+
+async def test_200_spellings_cost_one_upstream_call(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+) -> None:
+    queries = spellings(200)
+    assert len(set(queries)) == 200
+    bodies = set()
+    for query in queries:
+        reply = await get(http, proxy, query)
+        assert reply.status == 200, (query, reply.body)
+        bodies.add(reply.body)
+    assert len(bodies) == 1
+    assert standin.stats()["calls"] == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("", "'length' is required"),
+        ("length=0", "from 1 to 100"),
+        ("length=101", "from 1 to 100"),
+        ("length=seven", "from 1 to 100"),
+        ("length=7&unit=week", "'day' or 'hour'"),
+        ("length=7&ending_at=2018-06-31", "ISO-8601"),
+        ("length=7&ending_at=28%2F06%2F2018", "ISO-8601"),
+        ("length=7&length=8", "more than once"),
+        ("length=7&unit=day&unit=hour", "more than once"),
+        ("length=7&callback=x", "unknown parameter 'callback'"),
+        ("length=7&app_id=" + "a" * 200, "printable"),
+        ("length=7&" + "x=" + "y" * 3000, "longer than 2048 bytes"),
+    ],
+    ids=lambda value: value[:40] if isinstance(value, str) else None,
+)
+async def test_bad_input_is_a_400_and_never_reaches_braze(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, query: str, fragment: str
+) -> None:
+    reply = await get(http, proxy, query)
+    assert reply.status == 400
+    assert reply.headers["Content-Type"].startswith("application/json")
+    body = reply.json()
+    assert fragment in str(body["message"]) + " ".join(body.get("errors", []))  # type: ignore[arg-type]
+    assert standin.stats()["calls"] == 0
+
+
+async def test_no_credential_is_a_401_and_never_reaches_braze(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+) -> None:
+    for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer "}):
+        async with http.get(f"{proxy.url}{PATH}?length=3", headers=headers) as response:
+            assert response.status == 401
+            assert "message" in await response.json()
+    assert standin.stats()["calls"] == 0
+
+
+async def test_legacy_api_key_parameter_is_a_credential(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+) -> None:
+    legacy = await get(http, proxy, f"length=3&ending_at=2018-06-28&api_key={KEY_A}", key=None)
+    bearer = await get(http, proxy, "length=3&ending_at=2018-06-28")
+    assert legacy.status == bearer.status == 200 and legacy.body == bearer.body
+    assert bearer.headers["Cache-Status"].startswith("braze-proxy; hit")  # one entry for both forms
+    (call,) = standin.stats()["requests"]
+    assert call["authorization"] == f"Bearer {KEY_A}"
+    assert "api_key" not in call["query"]
+
+
+async def test_two_credentials_never_share_an_entry(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+) -> None:
+    query = "length=5&ending_at=2018-06-28"
+    a1, b1 = await get(http, proxy, query, KEY_A), await get(http, proxy, query, KEY_B)
+    a2, b2 = await get(http, proxy, query, KEY_A), await get(http, proxy, query, KEY_B)
+    assert a1.body == a2.body and b1.body == b2.body and a1.body != b1.body
+    assert standin.stats()["calls"] == 2
+    assert [call["authorization"] for call in standin.stats()["requests"]] == [f"Bearer {KEY_A}", f"Bearer {KEY_B}"]
+
+
+async def test_upstream_4xx_passes_through_uncached(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+) -> None:
+    standin.config(rejected_keys=[KEY_B])
+    for _ in range(2):
+        reply = await get(http, proxy, "length=2&ending_at=2018-06-28", KEY_B)
+        assert reply.status == 401
+        assert reply.json() == {"message": "Invalid API key: key not recognized"}
+        assert reply.headers["Cache-Status"] == "braze-proxy; fwd=miss; fwd-status=401"
+    assert standin.stats()["calls"] == 2
+
+
+async def test_upstream_5xx_is_a_502_and_not_stored(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
+) -> None:
+    proxy = start_proxy(UPSTREAM_RETRIES=0)
+    standin.config(fail_status=503, fail_count=1)
+    failed = await get(http, proxy, "length=2&ending_at=2018-06-28")
+    assert failed.status == 502
+    assert "Bad gateway" in str(failed.json()["message"])
+    assert failed.headers["Cache-Status"] == "braze-proxy; fwd=miss; fwd-status=503"
+    recovered = await get(http, proxy, "length=2&ending_at=2018-06-28")
+    assert recovered.status == 200 and standin.stats()["calls"] == 2
+
+
+async def test_upstream_timeout_is_a_504_within_the_timeout(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
+) -> None:
+    proxy = start_proxy(UPSTREAM_TIMEOUT=0.5, UPSTREAM_RETRIES=0)
+    standin.config(latency=5)
+    started = time.perf_counter()
+    reply = await get(http, proxy, "length=2&ending_at=2018-06-28")
+    elapsed = time.perf_counter() - started
+    assert reply.status == 504 and "Gateway timeout" in str(reply.json()["message"])
+    assert elapsed < 2.0
+
+
+async def test_managed_key_mode_with_client_tokens(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
+) -> None:
+    proxy = start_proxy(API_KEY=KEY_A, CLIENT_TOKENS="growth:tok-growth,billing:tok-billing")
+    assert (await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-unknown")).status == 401
+    assert (await get(http, proxy, "length=2&ending_at=2018-06-28", key=None)).status == 401
+    growth = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-growth")
+    billing = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-billing")
+    assert growth.status == billing.status == 200 and growth.body == billing.body  # one workspace, one entry
+    (call,) = standin.stats()["requests"]
+    assert call["authorization"] == f"Bearer {KEY_A}"  # the managed key, never the client's token
+    assert '"team": "growth"' in proxy.logs() or '"team":"growth"' in proxy.logs()
+
+
+async def test_ttl_depends_on_unit_and_phase(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+) -> None:
+    def ttl(reply: Reply) -> int:
+        return int(reply.headers["Cache-Status"].split("ttl=")[1].split(";")[0])
+
+    cases = [("length=2&unit=hour", 60), ("length=2", 300), ("length=2&ending_at=2018-06-28", 86400)]
+    for query, expected in cases:
+        await get(http, proxy, query)
+        hit = await get(http, proxy, query)
+        assert expected - 3 <= ttl(hit) <= expected, (query, hit.headers["Cache-Status"])
+
+
+async def test_redis_entries_carry_their_ttl_and_no_credential(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    proxy = start_proxy(REDIS_URL=redis_server.url, REDIS_KEY_PREFIX="bp-test:", STALE_SECONDS=100)
+    assert (await get(http, proxy, "length=2&ending_at=2018-06-28")).status == 200
+    keys = [k.decode() for k in redis_client.keys("bp-test:{v1:*")]
+    assert len(keys) == 1 and KEY_A not in keys[0]
+    assert 86400 * 1000 < redis_client.pttl(keys[0]) <= (86400 + 100) * 1000
+
+
+async def test_health_readiness_and_metrics(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+) -> None:
+    async with http.get(f"{proxy.url}/healthz") as response:
+        assert response.status == 200
+    async with http.get(f"{proxy.url}/readyz") as response:
+        assert response.status == 200 and (await response.json())["status"] == "ready"
+    await get(http, proxy, "length=2&ending_at=2018-06-28")
+    await get(http, proxy, "length=2&ending_at=2018-06-28")
+    await get(http, proxy, "length=0")
+    async with http.get(f"{proxy.url}/metrics") as response:
+        text = await response.text()
+    assert 'braze_proxy_requests_total{cache="miss",code="200",endpoint="sessions"} 1.0' in text
+    assert 'braze_proxy_requests_total{cache="hit",code="200",endpoint="sessions"} 1.0' in text
+    assert 'braze_proxy_requests_total{cache="bypass",code="400",endpoint="sessions"} 1.0' in text
+    assert 'braze_proxy_upstream_requests_total{code="200",endpoint="sessions"} 1.0' in text
+    assert "braze_proxy_request_duration_seconds_bucket" in text
+    assert KEY_A not in text
+
+
+async def test_unknown_routes_and_methods_get_braze_style_json(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+) -> None:
+    async with http.get(f"{proxy.url}/kpi/dau/data_series?length=1") as response:
+        assert response.status == 404 and (await response.json())["message"] == "Not found"
+    async with http.post(f"{proxy.url}{PATH}?length=1", data=b"x") as response:
+        assert response.status == 405 and "message" in await response.json()
+    assert standin.stats()["calls"] == 0
+
+
+async def test_logs_are_json_lines(http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess) -> None:
+    await get(http, proxy, "length=2&ending_at=2018-06-28")
+    lines = [line for line in proxy.logs().splitlines() if line.strip()]
+    assert lines
+    for line in lines:
+        record = json.loads(line)
+        assert {"time", "level", "message"} <= record.keys()
+    assert KEY_A not in proxy.logs()
