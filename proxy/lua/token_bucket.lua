@@ -7,6 +7,8 @@
 -- ARGV[3]  longest wait a caller accepts, seconds (a token may be reserved that far ahead)
 -- ARGV[4]  idle expiry of the hash, milliseconds
 -- Returns {allowed (1/0), tokens left, seconds (the wait if allowed, else retry-after), refusal reason}
+-- Stored numbers keep 17 significant digits (tostring keeps 14: it would round the epoch `ts` to 0.1 ms).
+local function num(x) return string.format('%.17g', x) end
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
 local rate = tonumber(ARGV[1])
@@ -39,9 +41,9 @@ end
 if wait > max_wait then
   return {0, tostring(tokens), tostring(wait - max_wait), 'tokens'}
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(after), 'ts', tostring(now))
+redis.call('HSET', KEYS[1], 'tokens', num(after), 'ts', num(now))
 if braze_window then
-  redis.call('HSET', KEYS[1], 'up_remaining', tostring(up_remaining - 1))
+  redis.call('HSET', KEYS[1], 'up_remaining', num(up_remaining - 1))
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {1, tostring(after), tostring(wait), ''}
