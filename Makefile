@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := redis-server prometheus nginx-light wrk
 
-.PHONY: run test lint typecheck deps system-deps bench soak clean
+.PHONY: run demo test lint typecheck deps system-deps bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ system-deps:
 # Start the proxy on its embedded default: in-process memory store, listening on 0.0.0.0:8080.
 run: deps
 	$(BIN)/braze-proxy
+
+# The Braze stand-in on :8081 and the proxy on :8080 in front of it: try it without a Braze key.
+demo: deps
+	@$(BIN)/python -m tests.braze_standin --port 8081 & standin=$$!; \
+	trap 'kill $$standin 2>/dev/null' EXIT INT TERM; \
+	echo "try: curl -si 'http://127.0.0.1:8080/sessions/data_series?length=7' -H 'Authorization: Bearer demo-key'  (twice)"; \
+	BRAZE_PROXY_UPSTREAM_URL=http://127.0.0.1:8081 $(BIN)/braze-proxy
 
 test: deps system-deps
 	$(BIN)/python -m pytest -q
