@@ -75,3 +75,12 @@ def test_a_taken_port_is_one_clear_line(start_proxy) -> None:  # type: ignore[no
     assert result.returncode == 3
     assert f"cannot listen on 127.0.0.1:{running.port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_readme_and_example_env_document_every_setting() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    example = (REPO_ROOT / "config" / "example.env").read_text()
+    for name in Settings.model_fields:
+        variable = f"BRAZE_PROXY_{name.upper()}"
+        assert f"`{variable}`" in readme, variable
+        assert f"{variable}=" in example, variable
