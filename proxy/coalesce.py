@@ -20,6 +20,16 @@ from proxy.redis_store import entry_key, translated
 
 T = TypeVar("T")
 
+# Taking the lock also clears the previous fill's failure marker: its waiters have had it, and a waiter
+# on this new fill must not be handed an error from a fill that already ended.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -57,13 +67,15 @@ class ClusterLock:
         self._prefix = prefix
         self._timeout = timeout
         self._lock_ms = int(lock_seconds * 1000)
+        self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
 
     async def acquire(self, key: str) -> str | None:
         """A token if this replica now holds the fill lock for `key`, else None."""
         token = secrets.token_hex(8)
+        base = entry_key(self._prefix, key)
         async with translated(self._timeout):
-            got = await self._client.set(entry_key(self._prefix, key) + ":lock", token, nx=True, px=self._lock_ms)
+            got = await self._acquire(keys=[base + ":lock", base + ":fail"], args=[token, self._lock_ms])
         return token if got else None
 
     async def release(self, key: str, token: str) -> None:
