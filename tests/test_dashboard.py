@@ -138,3 +138,17 @@ def test_every_exported_metric_is_on_the_dashboard() -> None:
     wanted = {name for name in exported_series() if not name.endswith(("_created", "_sum", "_count"))}
     unshown = wanted - read - set(NOT_ON_THE_DASHBOARD)
     assert unshown == set(), "metrics the dashboard does not show (add a panel or a reason)"
+
+
+def test_every_metric_is_documented_in_the_metrics_table() -> None:
+    doc = (REPO / "docs" / "monitoring.md").read_text()
+    rows = set(re.findall(r"^\| `(braze_proxy_\w+)` \| (counter|gauge|histogram) \|", doc, flags=re.MULTILINE))
+    documented = {name for name, _ in rows}
+    families = set()
+    for name in exported_series():
+        if name.endswith("_bucket"):
+            families.add(name.removesuffix("_bucket"))
+        elif not name.endswith(("_created", "_sum", "_count")):
+            families.add(name)
+    assert families - documented == set(), "metrics missing from docs/monitoring.md"
+    assert documented - families == set(), "docs/monitoring.md lists metrics the proxy does not export"

@@ -154,6 +154,8 @@ BAD_VALUES = {
     "log level": {"config": {"logLevel": "TRACE"}},
     "extra setting without the prefix": {"config": {"extra": {"TTL_OPEN_DAY": "60"}}},
     "extra setting not a string": {"config": {"extra": {"BRAZE_PROXY_TTL_OPEN_DAY": 60}}},
+    "credential in the ConfigMap": {"config": {"extra": {"BRAZE_PROXY_API_KEY": "secret"}}},
+    "port the probes do not follow": {"config": {"extra": {"BRAZE_PROXY_PORT": "9000"}}},
     "metrics port equal to the main port": {"metricsPort": 8080},
     "service port": {"service": {"port": 70000}},
     "root filesystem writable": {"securityContext": {"readOnlyRootFilesystem": False}},
@@ -249,6 +251,12 @@ def test_expected_replicas_follow_replica_count_or_hpa_maximum(rendered: tuple[s
         assert expected == str(hpa["spec"]["maxReplicas"])  # never more pods than the budget is split for
     else:
         assert expected == str(deployment["spec"]["replicas"])
+
+
+def test_extra_settings_override_the_chart_defaults(chart: Any) -> None:
+    values = {"config": {"extra": {"BRAZE_PROXY_EXPECTED_REPLICAS": "4", "BRAZE_PROXY_TTL_SETTLED": "3600"}}}
+    data = only(render(chart, values), "ConfigMap")["data"]
+    assert data["BRAZE_PROXY_EXPECTED_REPLICAS"] == "4" and data["BRAZE_PROXY_TTL_SETTLED"] == "3600"
 
 
 def test_config_map_holds_only_real_settings_that_the_proxy_accepts(
