@@ -22,9 +22,11 @@ class RedisHealth:
         ping: Callable[[], Awaitable[None]],
         on_change: Callable[[bool], None],
         interval: float = 1.0,
+        reconnect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.up = True
         self._ping = ping
+        self._reconnect = reconnect
         self._on_change = on_change
         self._interval = interval
         self._probe: asyncio.Task[None] | None = None
@@ -44,6 +46,8 @@ class RedisHealth:
             await asyncio.sleep(self._interval)
             try:
                 await self._ping()
+                if self._reconnect is not None:
+                    await self._reconnect()  # before anyone else uses the pool again
             except StoreError:
                 continue
             self.up = True

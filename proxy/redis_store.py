@@ -73,5 +73,10 @@ class RedisStore:
         async with translated(self.timeout):
             await self.client.ping()
 
+    async def reconnect(self) -> None:
+        """Drop every pooled connection: after an outage they may be dead, and each would fail one call."""
+        async with translated(self.timeout):
+            await self.client.connection_pool.disconnect()
+
     async def close(self) -> None:
         await self.client.aclose(close_connection_pool=True)  # we built the pool, so we close it

@@ -382,13 +382,16 @@ class Service:
         return True
 
     async def _take_token(self, scope: str) -> None:
+        unchecked = Unavailable("Service unavailable: the shared upstream budget cannot be checked")
+        if not self._redis_up() and not self._cfg.fail_open:
+            raise unchecked  # fail-closed: no upstream call while the shared budget is out of reach
         budget: Budget = self._budget if self._redis_up() else self._fallback
         try:
             decision = await budget.reserve(scope)
         except StoreError as error:
             self._redis_failed(error)
             if not self._cfg.fail_open:
-                raise Unavailable("Service unavailable: the shared upstream budget cannot be checked") from None
+                raise unchecked from None
             decision = await self._fallback.reserve(scope)
         self._m.tokens.set(max(0.0, decision.tokens))
         if not decision.allowed:

@@ -138,7 +138,7 @@ class Runtime:
             if up and self.health is not None:  # a recovery, not the constructor's initial call
                 self.redis_seen = True
 
-        health = RedisHealth(redis_store.ping, changed, HEALTH_PROBE_SECONDS)
+        health = RedisHealth(redis_store.ping, changed, HEALTH_PROBE_SECONDS, redis_store.reconnect)
         try:
             await redis_store.ping()
             self.redis_seen = True
