@@ -45,6 +45,10 @@ class Flights(Generic[T]):
     def __len__(self) -> int:
         return len(self._running)
 
+    def running(self, key: str) -> bool:
+        """Whether a task for `key` is under way in this process."""
+        return key in self._running
+
     async def run(self, key: str, make: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """The result of the one task for `key`, and whether this caller joined an existing one."""
         task = self._running.get(key)

@@ -243,6 +243,8 @@ class Service:
     # --- one fill per key -----------------------------------------------------------------------------------
 
     def _refresh_in_background(self, key: str, question: Question, credential: Credential) -> None:
+        if self._flights.running(key):
+            return  # the fill under way stores the new entry: one refresh (and one metric count) per key
         task = asyncio.ensure_future(self._flights.run(key, lambda: self._fill(key, question, credential)))
         self._background.add(task)
         task.add_done_callback(self._refreshed)

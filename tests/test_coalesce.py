@@ -44,12 +44,13 @@ async def test_concurrent_runs_of_one_key_share_one_call() -> None:
     callers = [asyncio.ensure_future(flights.run("k", lambda: upstream.call("answer"))) for _ in range(100)]
     await asyncio.sleep(0)
     assert len(flights) == 1
+    assert flights.running("k") and not flights.running("other")
     upstream.release.set()
     results = await asyncio.gather(*callers)
     assert upstream.calls == 1
     assert [value for value, _ in results] == ["answer"] * 100
     assert [joined for _, joined in results] == [False] + [True] * 99
-    assert len(flights) == 0, "a finished flight is forgotten"
+    assert len(flights) == 0 and not flights.running("k"), "a finished flight is forgotten"
 
 
 async def test_different_keys_fly_separately() -> None:

@@ -1,0 +1,418 @@
+"""Upstream protection as real processes: several proxy replicas sharing one redis-server and one stand-in.
+
+Each test starts its replicas (separate `python -m proxy` processes) with the settings it needs, drives them
+with concurrent aiohttp clients on 127.0.0.1, and judges by what the stand-in saw (its request log), what
+clients got (status, body, Cache-Status, Retry-After) and what each replica's /metrics says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import redis
+from multidict import CIMultiDictProxy
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ProxyFactory
+from tests.procs import ProxyProcess, RedisServer, StandinProcess
+
+PATH = "/sessions/data_series"
+SETTLED = "length=3&unit=day&ending_at=2018-01-05"  # long closed: the "settled" freshness phase
+CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def question(i: int | str) -> str:
+    """A distinct settled question per `i`."""
+    return f"{SETTLED}&app_id=app-{i}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    seconds: float
+
+    @property
+    def cache_status(self) -> str:
+        return self.headers.get("Cache-Status", "")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(limit=500, limit_per_host=500, force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=CLIENT_TIMEOUT) as session:
+        yield session
+
+
+async def get(client: aiohttp.ClientSession, proxy: ProxyProcess, query: str) -> Reply:
+    started = time.monotonic()
+    async with client.get(f"{proxy.url}{PATH}?{query}") as response:
+        body = await response.read()
+        return Reply(response.status, response.headers, body, time.monotonic() - started)
+
+
+async def spread(client: aiohttp.ClientSession, replicas: list[ProxyProcess], queries: Iterable[str]) -> list[Reply]:
+    """Send every query at once, round-robin over the replicas."""
+    return await asyncio.gather(*(get(client, replicas[i % len(replicas)], q) for i, q in enumerate(queries)))
+
+
+def start_replicas(
+    start_proxy: ProxyFactory, redis_server: RedisServer, count: int = 3, **settings: Any
+) -> list[ProxyProcess]:
+    """`count` proxy processes sharing the redis-server (and the stand-in unless UPSTREAM_URL says otherwise)."""
+    env = {"REDIS_URL": redis_server.url, "API_KEY": "managed-test-key", "LOG_LEVEL": "WARNING", **settings}
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: start_proxy(**env), range(count)))
+
+
+class Metrics:
+    """Samples from several replicas' /metrics, summed over replicas."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.samples: list[tuple[str, dict[str, str], float]] = [
+            (s.name, s.labels, s.value)
+            for text in texts
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        ]
+
+    @classmethod
+    async def read(cls, client: aiohttp.ClientSession, replicas: list[ProxyProcess]) -> Metrics:
+        texts = []
+        for proxy in replicas:
+            async with client.get(f"{proxy.url}/metrics") as response:
+                assert response.status == 200
+                texts.append(await response.text())
+        return cls(texts)
+
+    def values(self, name: str, **labels: str) -> list[float]:
+        return [v for n, ls, v in self.samples if n == name and all(ls.get(k) == w for k, w in labels.items())]
+
+    def sum(self, name: str, **labels: str) -> float:
+        return sum(self.values(name, **labels))
+
+
+def standin_calls(standin: StandinProcess) -> list[dict[str, Any]]:
+    """The stand-in's log of data requests (each with its arrival time `t` and answered `status`)."""
+    return list(standin.stats()["requests"])
+
+
+def assert_braze_style_429(reply: Reply) -> None:
+    assert reply.status == 429, (reply.status, reply.body)
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert isinstance(reply.json().get("message"), str)
+    retry_after = int(reply.headers["Retry-After"])
+    assert retry_after >= 1
+
+
+# --- coalescing -----------------------------------------------------------------------------------------------------
+
+
+async def test_300_concurrent_identical_cold_requests_over_3_replicas_make_one_upstream_call(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+) -> None:
+    standin.config(latency=0.5)
+    replicas = start_replicas(start_proxy, redis_server)
+    started = time.monotonic()
+    replies = await spread(client, replicas, [SETTLED] * 300)
+    elapsed = time.monotonic() - started
+
+    assert [r.status for r in replies] == [200] * 300
+    assert len({r.body for r in replies}) == 1
+    assert json.loads(replies[0].body)["message"] == "success"
+    assert standin.stats()["calls"] == 1
+    outcomes = [r.cache_status for r in replies]
+    misses = [s for s in outcomes if "fwd=miss" in s and "collapsed" not in s]
+    collapsed = [s for s in outcomes if "collapsed" in s]
+    assert len(misses) == 1, misses
+    assert len(collapsed) + sum("; hit" in s for s in outcomes) == 299
+    assert len(collapsed) >= 200, "most arrived while the one call was in flight"
+    assert all("fwd=miss; fwd-status=200; collapsed" in s for s in collapsed)
+
+    metrics = await Metrics.read(client, replicas)
+    assert metrics.sum("braze_proxy_coalesced_requests_total") == len(collapsed)
+    assert metrics.sum("braze_proxy_coalesced_requests_total", scope="cluster") >= 1
+    assert metrics.sum("braze_proxy_upstream_requests_total") == 1
+    assert max(metrics.values("braze_proxy_upstream_rate_limit_remaining")) == 250_000 - 1
+    assert metrics.sum("braze_proxy_rate_limit_tokens") > 0
+    print(f"300 identical cold requests over 3 replicas: 1 upstream call, {len(collapsed)} collapsed, {elapsed:.2f} s")
+
+
+# --- the shared token bucket ----------------------------------------------------------------------------------------
+
+
+async def test_a_small_shared_bucket_bounds_upstream_calls_across_replicas(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+) -> None:
+    burst, rate = 5, 1.0
+    replicas = start_replicas(
+        start_proxy, redis_server, RATE_LIMIT_PER_HOUR=3600, RATE_LIMIT_BURST=burst, RATE_LIMIT_MAX_WAIT_SECONDS=1
+    )
+    # The stand-in's own limit sits just above what the proxy may spend: any overspend would meet a 429.
+    standin.config(latency=0.05, rate_limit=burst + 15, reset_in=60)
+    started = time.time()
+    batches = []
+    for wave in range(6):  # 60 distinct questions in 6 waves of 10, 0.5 s apart
+        batch = [question(wave * 10 + i) for i in range(10)]
+        batches.append(asyncio.ensure_future(spread(client, replicas, batch)))
+        await asyncio.sleep(0.5)
+    replies = [r for batch_replies in await asyncio.gather(*batches) for r in batch_replies]
+
+    calls = standin_calls(standin)
+    elapsed = max(c["t"] for c in calls) - started
+    allowed = burst + rate * elapsed + 1
+    assert len(calls) <= allowed, (len(calls), allowed)
+    assert len(calls) >= burst, "the budget is spent, not hoarded"
+    assert {c["status"] for c in calls} == {200}, "the stand-in never had to answer 429"
+    ok = [r for r in replies if r.status == 200]
+    refused = [r for r in replies if r.status != 200]
+    assert len(ok) == len(calls)
+    for reply in refused:
+        assert_braze_style_429(reply)
+        assert int(reply.headers["Retry-After"]) <= 5
+        assert "detail=budget-spent" in reply.cache_status
+
+    metrics = await Metrics.read(client, replicas)
+    assert metrics.sum("braze_proxy_rate_limit_rejections_total", reason="tokens") == len(refused)
+    assert metrics.sum("braze_proxy_rate_limit_waits_total") >= 1, "some callers waited for a reserved token"
+    assert metrics.sum("braze_proxy_rate_limit_wait_seconds_count") >= 1
+    assert all(v <= burst for v in metrics.values("braze_proxy_rate_limit_tokens"))
+    print(f"bucket 1/s burst 5: {len(calls)} calls in {elapsed:.2f} s (allowed {allowed:.1f}), {len(refused)} x 429")
+
+
+async def test_no_token_means_stale_data_where_it_exists_else_429(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+) -> None:
+    replicas = start_replicas(
+        start_proxy, redis_server, count=2,
+        RATE_LIMIT_PER_HOUR=36, RATE_LIMIT_BURST=1, RATE_LIMIT_MAX_WAIT_SECONDS=0,
+        TTL_SETTLED=1, STALE_SECONDS=60, STALE_WHILE_REVALIDATE_SECONDS=0,
+    )  # fmt: skip
+    first = await get(client, replicas[0], SETTLED)  # spends the only token: the next one is 100 s away
+    assert first.status == 200
+    await asyncio.sleep(1.1)
+    stale = await get(client, replicas[1], SETTLED)
+    assert stale.status == 200
+    assert stale.body == first.body
+    assert "fwd=stale" in stale.cache_status and "detail=stale-if-error" in stale.cache_status
+    refused = await get(client, replicas[1], question("uncached"))
+    assert_braze_style_429(refused)
+    assert 90 <= int(refused.headers["Retry-After"]) <= 101
+    assert standin.stats()["calls"] == 1
+    metrics = await Metrics.read(client, replicas)
+    assert metrics.sum("braze_proxy_stale_served_total", reason="rate_limited") == 1
+    assert metrics.sum("braze_proxy_rate_limit_rejections_total", reason="tokens") == 2
+
+
+async def test_an_upstream_429_stops_every_replica_until_its_reset(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+) -> None:
+    replicas = start_replicas(start_proxy, redis_server)
+    reset_at = math.ceil(standin.config(force_429_for=3.0)["force_429_until"])  # X-RateLimit-Reset, 3-4 s ahead
+    first = await get(client, replicas[0], question("first"))
+    assert_braze_style_429(first)
+    assert "fwd-status=429" in first.cache_status
+
+    during: list[Reply] = []
+    after: list[Reply] = []
+    for i in range(60):  # bounded: ~0.1 s apart, until a little after the reset
+        if time.time() > reset_at + 1.0:
+            break
+        replies = await spread(client, replicas, [question(f"{i}-{n}") for n in range(3)])
+        (during if time.time() < reset_at else after).extend(replies)
+        await asyncio.sleep(0.1)
+
+    calls = standin_calls(standin)
+    early = [c for c in calls if c["t"] < reset_at]
+    assert len(early) == 1, f"{len(early)} calls before the reset"
+    assert early[0]["status"] == 429
+    assert len(during) >= 20
+    for reply in during:
+        assert_braze_style_429(reply)
+        assert int(reply.headers["Retry-After"]) <= 5
+    assert any(r.status == 200 for r in after), "calls resume after the reset"
+    assert all(c["status"] == 200 for c in calls[1:])
+    metrics = await Metrics.read(client, replicas)
+    assert metrics.sum("braze_proxy_rate_limit_rejections_total", reason="upstream_429") >= len(during) - 3
+    assert metrics.sum("braze_proxy_upstream_requests_total", code="429") == 1
+
+
+# --- stale serving ---------------------------------------------------------------------------------------------------
+
+
+STALE_IF_ERROR = {"TTL_SETTLED": 1, "STALE_SECONDS": 60, "STALE_WHILE_REVALIDATE_SECONDS": 0}
+
+
+async def test_with_the_upstream_stopped_cached_keys_are_served_stale_and_others_fail_fast(
+    start_proxy: ProxyFactory, redis_server: RedisServer, redis_client: redis.Redis, client: aiohttp.ClientSession
+) -> None:
+    with StandinProcess() as upstream:
+        replicas = start_replicas(start_proxy, redis_server, UPSTREAM_URL=upstream.url, **STALE_IF_ERROR)
+        cached = [question(i) for i in range(5)]
+        filled = await spread(client, replicas, cached)
+        assert [r.status for r in filled] == [200] * 5
+        await asyncio.sleep(1.1)  # past freshness, inside the stale window
+        upstream.stop()
+
+        stale = await spread(client, replicas, cached * 3)
+        uncached = await spread(client, replicas, [question(f"new-{i}") for i in range(6)])
+
+    for reply, original in zip(stale, filled * 3, strict=True):
+        assert reply.status == 200
+        assert reply.body == original.body
+        assert "fwd=stale" in reply.cache_status and "detail=stale-if-error" in reply.cache_status
+        assert int(reply.headers["Age"]) >= 1
+    for reply in uncached:
+        assert reply.status == 502, reply.body
+        assert reply.json()["message"].startswith("Bad gateway")
+        assert reply.seconds < 2.0
+    metrics = await Metrics.read(client, replicas)
+    assert metrics.sum("braze_proxy_stale_served_total", reason="upstream_error") == 15
+    print(f"upstream stopped: uncached answered 502 in {max(r.seconds for r in uncached):.2f} s at most")
+
+
+async def test_with_the_upstream_failing_retries_are_bounded_and_cached_keys_served_stale(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+) -> None:
+    (proxy,) = start_replicas(
+        start_proxy, redis_server, count=1,
+        UPSTREAM_RETRIES=2, RATE_LIMIT_PER_HOUR=36, RATE_LIMIT_BURST=100, **STALE_IF_ERROR,
+    )  # fmt: skip
+    cached = await get(client, proxy, SETTLED)
+    assert cached.status == 200
+    await asyncio.sleep(1.1)
+
+    standin.reset()
+    standin.config(fail_status=503, fail_count=-1)
+    failed = await get(client, proxy, question("a"))
+    assert failed.status == 502
+    assert "fwd-status=503" in failed.cache_status
+    assert standin.stats()["calls"] == 3, "one call and two retries"
+    stale = await get(client, proxy, SETTLED)
+    assert stale.status == 200 and stale.body == cached.body
+    assert "fwd=stale; fwd-status=503" in stale.cache_status
+
+    standin.reset()
+    standin.config(fail_status=500, fail_count=1)  # one failure, then it recovers
+    recovered = await get(client, proxy, question("b"))
+    assert recovered.status == 200
+    assert standin.stats()["calls"] == 2
+
+    # Every attempt paid its token: 1 + 3 + 3 + 2 from a bucket of 100 refilling at 0.01/s.
+    budget_key = next(iter(redis_client.keys("*budget*")))
+    assert float(redis_client.hget(budget_key, "tokens") or 0) == pytest.approx(100 - 9, abs=0.2)
+    metrics = await Metrics.read(client, [proxy])
+    assert metrics.sum("braze_proxy_upstream_retries_total") == 2 + 2 + 1
+    assert metrics.sum("braze_proxy_stale_served_total", reason="upstream_error") == 1
+
+
+async def test_retries_stop_at_the_retry_time_budget(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+) -> None:
+    (proxy,) = start_replicas(
+        start_proxy, redis_server, count=1, UPSTREAM_RETRIES=10, UPSTREAM_RETRY_BUDGET_SECONDS=0.5
+    )
+    standin.config(fail_status=500, fail_count=-1)
+    failed = await get(client, proxy, question("x"))
+    assert failed.status == 502
+    calls = standin.stats()["calls"]
+    assert 2 <= calls <= 6, calls  # backoffs of 0.05-0.1, 0.1-0.2, 0.2-0.4 s fit 0.5 s two or three times
+    assert failed.seconds < 1.5
+
+
+async def test_a_hanging_upstream_times_out_quickly_and_cached_keys_are_served_stale(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+) -> None:
+    replicas = start_replicas(start_proxy, redis_server, count=2, UPSTREAM_TIMEOUT=1, **STALE_IF_ERROR)
+    cached = await get(client, replicas[0], SETTLED)
+    await asyncio.sleep(1.1)
+    standin.config(mode="hang")
+    stale, timed_out = await asyncio.gather(get(client, replicas[1], SETTLED), get(client, replicas[1], question("h")))
+    assert stale.status == 200 and stale.body == cached.body
+    assert "fwd=stale" in stale.cache_status
+    assert timed_out.status == 504
+    assert "detail=timeout" in timed_out.cache_status
+    assert timed_out.seconds < 2.5
+    metrics = await Metrics.read(client, replicas)
+    assert metrics.sum("braze_proxy_stale_served_total", reason="timeout") == 1
+
+
+async def test_stale_while_revalidate_answers_at_once_and_refreshes_once(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+) -> None:
+    latency = 0.5
+    standin.config(latency=latency)
+    replicas = start_replicas(
+        start_proxy, redis_server, TTL_SETTLED=2, STALE_SECONDS=60, STALE_WHILE_REVALIDATE_SECONDS=30
+    )
+    first = await get(client, replicas[0], SETTLED)
+    assert first.status == 200
+    await asyncio.sleep(2.1)
+
+    stale = await spread(client, replicas, [SETTLED] * 30)
+    for reply in stale:
+        assert reply.status == 200 and reply.body == first.body
+        assert "fwd=stale" in reply.cache_status and "detail=stale-while-revalidate" in reply.cache_status
+        assert reply.seconds < latency, "served without waiting for the upstream"
+
+    polls: list[Reply] = []
+    for _ in range(20):  # bounded: the refresh takes ~latency
+        await asyncio.sleep(0.1)
+        polls.append(await get(client, replicas[2], SETTLED))
+        if "; hit" in polls[-1].cache_status:
+            break
+    assert "; hit" in polls[-1].cache_status, polls[-1]
+    assert all("detail=stale-while-revalidate" in r.cache_status for r in polls[:-1])
+    assert standin.stats()["calls"] == 2, "one fill, one background refresh for all replicas"
+    metrics = await Metrics.read(client, replicas)
+    assert metrics.sum("braze_proxy_stale_served_total", reason="revalidate") == 30 + len(polls) - 1
+    assert 1 <= metrics.sum("braze_proxy_background_refreshes_total", result="ok") <= 3
+    assert metrics.sum("braze_proxy_background_refreshes_total", result="error") == 0
