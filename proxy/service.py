@@ -90,6 +90,15 @@ def stale_reason(error: ProxyError) -> str | None:
     return None
 
 
+def is_passed_on(status: int) -> bool:
+    """Whether a peer's marker holds Braze's own answer (passed on, never stored) rather than an error.
+
+    A fill ends in an error only as a 429 (the budget, or Braze's) or a 5xx (502, 503, 504): Braze's
+    5xx answers are retried and then become 502, its 429s become ours.
+    """
+    return status != 429 and status < 500
+
+
 def error_cache_status(error: ProxyError) -> str:
     """The Cache-Status of an error answer."""
     if isinstance(error, UpstreamError) and error.upstream_status is not None:
@@ -279,8 +288,11 @@ class Service:
                 entry = Entry(answer.body, answer.status, answer.content_type, now,
                               now + fresh.ttl, now + fresh.ttl + fresh.stale)  # fmt: skip
                 return Filled(entry, await self._save(key, entry))
-            # Passed on as Braze sent it, never stored.
-            return Filled(Entry(answer.body, answer.status, answer.content_type, now, now, now), False)
+            # Passed on as Braze sent it, never stored; waiting replicas get the same answer, not a call each.
+            passed = Entry(answer.body, answer.status, answer.content_type, now, now, now)
+            if token is not None:
+                await self._post_marker(key, passed, FAILURE_MARKER_SECONDS)
+            return Filled(passed, False)
         except ProxyError as error:
             if token is not None:
                 await self._post_failure(key, error)
@@ -293,15 +305,19 @@ class Service:
                     self._redis_failed(error)
 
     async def _post_failure(self, key: str, error: ProxyError) -> None:
-        assert self._lock is not None
         now = self._clock()
         retry_after = getattr(error, "retry_after", None)
         until = now + (retry_after if retry_after else 0.0)
         marker = Entry(error.body(), error.status, JSON, now, until, until)
+        await self._post_marker(key, marker, max(FAILURE_MARKER_SECONDS, until - now))
+
+    async def _post_marker(self, key: str, marker: Entry, seconds: float) -> None:
+        """Tell the replicas waiting on this fill how it ended (an error, or an answer not worth storing)."""
+        assert self._lock is not None
         try:
-            await self._lock.post_failure(key, marker, max(FAILURE_MARKER_SECONDS, until - now))
-        except StoreError as error_:
-            self._redis_failed(error_)
+            await self._lock.post_failure(key, marker, seconds)
+        except StoreError as error:
+            self._redis_failed(error)
 
     async def _wait_for_peer(self, key: str) -> Filled | str | None:
         """Wait (bounded) for the replica holding `key`'s lock: its entry, its failure, or the lock itself."""
@@ -320,6 +336,8 @@ class Service:
                 return Filled(entry, stored=False, by_peer=True)
             if failure is not None:
                 self._m.coalesced.labels("cluster").inc()
+                if is_passed_on(failure.status):
+                    return Filled(failure, stored=False, by_peer=True)
                 retry = failure.fresh_until - now if failure.status == 429 else None
                 raise RelayedError(failure.status, failure.body, retry)
             if not locked:

@@ -158,6 +158,32 @@ async def test_300_concurrent_identical_cold_requests_over_3_replicas_make_one_u
     print(f"300 identical cold requests over 3 replicas: 1 upstream call, {len(collapsed)} collapsed, {elapsed:.2f} s")
 
 
+@pytest.mark.parametrize(
+    ("fault", "status", "calls"),
+    [
+        ({"fail_status": 500, "fail_count": -1}, 502, 3),  # one call and its two retries, for everyone
+        ({"rejected_keys": ["managed-test-key"]}, 401, 1),  # Braze's own answer, passed on and never stored
+    ],
+    ids=["failing", "unstorable"],
+)
+async def test_waiters_on_every_replica_get_the_one_fills_outcome(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+    fault: dict[str, Any],
+    status: int,
+    calls: int,
+) -> None:
+    standin.config(latency=0.3, **fault)
+    replicas = start_replicas(start_proxy, redis_server, UPSTREAM_RETRIES=2)
+    replies = await spread(client, replicas, [SETTLED] * 60)
+    assert [r.status for r in replies] == [status] * 60
+    assert len({r.body for r in replies}) == 1
+    assert standin.stats()["calls"] == calls, "no stampede of retries from the waiters"
+
+
 # --- the shared token bucket ----------------------------------------------------------------------------------------
 
 
