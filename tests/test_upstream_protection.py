@@ -258,6 +258,27 @@ async def test_no_token_means_stale_data_where_it_exists_else_429(
     assert metrics.sum("braze_proxy_rate_limit_rejections_total", reason="tokens") == 2
 
 
+async def test_replicas_never_spend_past_what_braze_says_remains(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    client: aiohttp.ClientSession,
+) -> None:
+    """Other clients of the workspace spend Braze's budget too: its X-RateLimit-Remaining binds every replica."""
+    replicas = start_replicas(start_proxy, redis_server, count=2)
+    standin.config(rate_limit=3, reset_in=4)
+    replies = [await get(client, replicas[i % 2], question(f"remaining-{i}")) for i in range(6)]
+    assert [r.status for r in replies] == [200] * 3 + [429] * 3
+    for reply in replies[3:]:
+        assert_braze_style_429(reply)
+        assert int(reply.headers["Retry-After"]) <= 5
+    assert standin.stats()["calls_by_status"] == {"200": 3}, "the stand-in never had to answer 429"
+    metrics = await Metrics.read(client, replicas)
+    assert min(metrics.values("braze_proxy_upstream_rate_limit_remaining")) == 0
+    assert metrics.sum("braze_proxy_rate_limit_rejections_total") == 3
+
+
 async def test_an_upstream_429_stops_every_replica_until_its_reset(
     start_proxy: ProxyFactory,
     standin: StandinProcess,
@@ -428,6 +449,7 @@ async def test_stale_while_revalidate_answers_at_once_and_refreshes_once(
         assert reply.status == 200 and reply.body == first.body
         assert "fwd=stale" in reply.cache_status and "detail=stale-while-revalidate" in reply.cache_status
         assert reply.seconds < latency, "served without waiting for the upstream"
+    print(f"stale-while-revalidate: 30 stale answers in {max(r.seconds for r in stale):.3f} s at most")
 
     polls: list[Reply] = []
     for _ in range(20):  # bounded: the refresh takes ~latency
