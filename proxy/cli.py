@@ -29,6 +29,7 @@ log = logging.getLogger("braze_proxy")
 EXIT_BAD_SETTINGS = 2
 EXIT_CANNOT_LISTEN = 3
 WORKER_ENV = "BRAZE_PROXY__WORKER"  # set on worker processes started by --workers (not a setting)
+ACCEPT_SETTLE_SECONDS = 0.1
 
 
 def settings_help() -> str:
@@ -123,6 +124,11 @@ async def run_server(settings: Settings, reuse_port: bool) -> int:
     # requests (up to the grace period) before the pools close. The ops port stays up until then.
     app[RUNTIME].draining = True
     log.info("draining", extra={"grace_seconds": settings.shutdown_grace_seconds})
+    for listener in list(main_runner.sites):
+        await listener.stop()
+    # Connections accepted just before the listener closed get a moment to deliver their request, which
+    # then counts as in flight; without it aiohttp drops the request unanswered and idles out the grace.
+    await asyncio.sleep(ACCEPT_SETTLE_SECONDS)
     await main_runner.cleanup()
     for runner in runners[1:]:
         await runner.cleanup()

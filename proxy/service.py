@@ -363,9 +363,10 @@ class Service:
             except UpstreamTimeout:
                 self._record_upstream(question, "timeout", t0)
                 raise
-            except UpstreamError:
+            except UpstreamError as error:
                 self._record_upstream(question, "error", t0)
-                if not await self._may_retry(question, attempt, started):
+                # Only a failure before any answer is worth another attempt (an oversized answer is not).
+                if error.upstream_status is not None or not await self._may_retry(question, attempt, started):
                     raise
                 attempt += 1
                 continue

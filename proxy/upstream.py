@@ -120,15 +120,17 @@ class UpstreamClient:
             raise UpstreamError(f"Bad gateway: the Braze API connection failed ({type(exc).__name__})") from None
 
     async def _read_bounded(self, response: aiohttp.ClientResponse) -> bytes:
+        # With the status it came with: an answer that did arrive, so asking again would get the same.
+        too_large = UpstreamError("Bad gateway: the Braze API answer is too large", upstream_status=response.status)
         declared = response.content_length
         if declared is not None and declared > self._max_body:
-            raise UpstreamError("Bad gateway: the Braze API answer is too large")
+            raise too_large
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(65536):
             size += len(chunk)
             if size > self._max_body:
-                raise UpstreamError("Bad gateway: the Braze API answer is too large")
+                raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
 
