@@ -87,6 +87,11 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._lru)
 
+    @property
+    def lru(self) -> MemoryLRU:
+        """The entries themselves, for readers that must not await (the hit path)."""
+        return self._lru
+
     async def get(self, key: str) -> Entry | None:
         return self._lru.get(key, self._clock())
 

@@ -10,18 +10,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Sequence
 
 from aiohttp import web
+from prometheus_client.multiprocess import mark_process_dead
 from pydantic import ValidationError
 
 from proxy import __version__
+from proxy.metrics import MULTIPROC_ENV, Metrics
 from proxy.settings import ENV_PREFIX, Settings, describe_error
 
 log = logging.getLogger("braze_proxy")
@@ -29,6 +34,7 @@ log = logging.getLogger("braze_proxy")
 EXIT_BAD_SETTINGS = 2
 EXIT_CANNOT_LISTEN = 3
 WORKER_ENV = "BRAZE_PROXY__WORKER"  # set on worker processes started by --workers (not a setting)
+METRICS_FLUSH_SECONDS = 1.0
 ACCEPT_SETTLE_SECONDS = 0.1
 
 
@@ -113,6 +119,10 @@ async def run_server(settings: Settings, reuse_port: bool) -> int:
             await runner.cleanup()
         return EXIT_CANNOT_LISTEN
     log.info("listening", extra={"host": settings.host, "port": settings.port, "pid": os.getpid()})
+    metrics = app[RUNTIME].metrics
+    flusher = asyncio.create_task(flush_every(metrics, METRICS_FLUSH_SECONDS))
+    # What start-up built lives as long as the process: keep the collector from walking it again and again.
+    gc.freeze()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -132,22 +142,44 @@ async def run_server(settings: Settings, reuse_port: bool) -> int:
     await main_runner.cleanup()
     for runner in runners[1:]:
         await runner.cleanup()
+    flusher.cancel()
+    metrics.flush()
     log.info("stopped")
     return 0
 
 
+async def flush_every(metrics: Metrics, seconds: float) -> None:
+    """Fold the hot path's batched counts into Prometheus every `seconds`, so that with `--workers N` a scrape
+    answered by one worker sees the others' counts too (at most `seconds` old). Runs until cancelled."""
+    while True:
+        await asyncio.sleep(seconds)
+        metrics.flush()
+
+
 def supervise(workers: int) -> int:
-    """Start `workers` copies of this command sharing the port; pass signals on; exit when all have."""
-    env = {**os.environ, WORKER_ENV: "1"}
-    argv = [sys.executable, "-m", "proxy"]
-    children = [subprocess.Popen(argv, env=env) for _ in range(workers)]
+    """Start `workers` copies of this command sharing the port; pass signals on; exit when all have.
 
-    def forward(signum: int, _frame: object) -> None:
+    The workers keep their metrics in files of a fresh directory (Prometheus multiprocess mode), so /metrics,
+    whichever worker answers it, adds up all of them; the directory is removed when the last worker exits.
+    """
+    metrics_dir = tempfile.mkdtemp(prefix="braze-proxy-metrics-")
+    try:
+        env = {**os.environ, WORKER_ENV: "1", MULTIPROC_ENV: metrics_dir}
+        argv = [sys.executable, "-m", "proxy"]
+        children: list[subprocess.Popen[bytes]] = []
+
+        def forward(signum: int, _frame: object) -> None:
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        children.extend(subprocess.Popen(argv, env=env) for _ in range(workers))
+        codes = []
         for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return max((abs(code) for code in codes), default=0)
+            codes.append(child.wait())
+            mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]  # its live gauges go
+        return max((abs(code) for code in codes), default=0)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -7,6 +7,7 @@ same key and the same canonical upstream query.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -14,7 +15,7 @@ from urllib.parse import quote
 
 from proxy.endpoints import Endpoint
 from proxy.errors import InvalidRequest
-from proxy.timeline import TimeFormatError, Unit, bucket_start, format_instant, parse_instant
+from proxy.timeline import TimeFormatError, Unit, bucket_end, bucket_start, format_instant, parse_instant
 
 KEY_VERSION = "v1"
 LEGACY_KEY_PARAM = "api_key"  # Braze's old credential parameter: a credential, never part of a question
@@ -47,10 +48,11 @@ class Question:
         """
         ts = self.ending_at
         epoch = int(ts.timestamp())
-        stamp = str(epoch) if not ts.microsecond else f"{epoch}.{ts.microsecond:06d}"
-        parts = [KEY_VERSION, scope, self.endpoint.name, str(self.length), self.unit, stamp]
-        parts.extend(f"{name}={quote(value, safe='')}" for name, value in self.filters)
-        return ":".join(parts)
+        stamp = f"{epoch}.{ts.microsecond:06d}" if ts.microsecond else str(epoch)
+        key = f"{KEY_VERSION}:{scope}:{self.endpoint.name}:{self.length}:{self.unit}:{stamp}"
+        for name, value in self.filters:
+            key += f":{name}={quote(value, safe='')}"
+        return key
 
     def upstream_params(self, zone: tzinfo) -> list[tuple[str, str]]:
         """The canonical query sent upstream (always explicit, in a fixed order)."""
@@ -67,6 +69,9 @@ class Question:
 class ParsedQuery:
     question: Question
     legacy_api_key: str | None  # the `api_key` query parameter, if the client used it
+    # Epoch seconds before which the same raw query still means this question: always, when ending_at is
+    # given; the end of the current bucket when it is omitted ("now") and floored; not past `now` otherwise.
+    valid_until: float = math.inf
 
 
 def parse_query(pairs: Iterable[tuple[str, str]], endpoint: Endpoint, rules: KeyRules, now: datetime) -> ParsedQuery:
@@ -100,9 +105,17 @@ def parse_query(pairs: Iterable[tuple[str, str]], endpoint: Endpoint, rules: Key
 
     if errors or length is None or unit is None or ending_at is None:
         raise InvalidRequest(f"Invalid request: {errors[0]}", errors)
-    ending_at = bucket_start(ending_at, unit, rules.zone) if rules.floor else ending_at.astimezone(UTC)
+    valid_until = math.inf
+    if rules.floor:
+        ending_at = bucket_start(ending_at, unit, rules.zone)
+        if not values.get("ending_at"):  # "now": the question changes when the current bucket ends
+            valid_until = bucket_end(ending_at, unit, rules.zone).timestamp()
+    else:
+        ending_at = ending_at.astimezone(UTC)
+        if not values.get("ending_at"):  # "now", unfloored: every instant is its own question
+            valid_until = now.timestamp()
     question = Question(endpoint, length, unit, ending_at, tuple(filters))
-    return ParsedQuery(question, legacy_key)
+    return ParsedQuery(question, legacy_key, valid_until)
 
 
 def _parse_length(raw: str | None, maximum: int, errors: list[str]) -> int | None:
@@ -145,3 +158,4 @@ def _shown(text: str, limit: int = 40) -> str:
     """Echo a client value safely: shortened and without control characters."""
     clean = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
     return clean + ("..." if len(text) > limit else "")
+

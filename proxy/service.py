@@ -17,7 +17,7 @@ from datetime import UTC, datetime, tzinfo
 
 from proxy.bucket import block_after_429
 from proxy.budget import Budget, MemoryBudget
-from proxy.cache import MemoryLRU, Store
+from proxy.cache import MemoryLRU, MemoryStore, Store
 from proxy.coalesce import ClusterLock, Flights
 from proxy.credentials import Credential
 from proxy.entry import Entry
@@ -141,20 +141,41 @@ class Service:
         self._background: set[asyncio.Task[tuple[Filled, bool]]] = set()
         self._streak_429 = 0
         # Pre-bound metric children: the hit path does no label lookups.
-        self._l1_hit = metrics.cache_ops.labels("l1", "get", "hit")
+        self._l1_hit = metrics.batched_counter(metrics.cache_ops.labels("l1", "get", "hit"))
         self._l1_miss = metrics.cache_ops.labels("l1", "get", "miss")
         self._store_get = {
             result: metrics.cache_ops.labels(store.name, "get", result) for result in ("hit", "miss", "error")
         }
         self._store_set = {result: metrics.cache_ops.labels(store.name, "set", result) for result in ("ok", "error")}
         self._store_get_time = metrics.cache_op_duration.labels(store.name, "get")
+        # What `hit` reads without awaiting: the L1, or the memory store's own LRU when it is the store.
+        self._local = l1 if l1 is not None else (store.lru if isinstance(store, MemoryStore) else None)
+        self._local_hit = self._l1_hit if l1 is not None else metrics.batched_counter(self._store_get["hit"])
         self._store_set_time = metrics.cache_op_duration.labels(store.name, "set")
 
     # --- the request path -------------------------------------------------------------------------------
 
-    async def answer(self, question: Question, credential: Credential) -> Answer:
-        """Answer one validated question; raises ProxyError when there is no answer to give."""
-        key = question.cache_key(credential.scope)
+    def hit(self, key: str, now: float) -> Entry | None:
+        """The fresh entry this process holds for `key` (L1, or the memory store), or None. No I/O, no await.
+
+        The hot path: a None sends the caller to `answer`, which looks further (Redis) and fills.
+        """
+        local = self._local
+        if local is None:
+            return None
+        entry = local.get(key, now)
+        if entry is None or now >= entry.fresh_until:
+            return None
+        self._local_hit.inc()
+        return entry
+
+    async def answer(self, question: Question, credential: Credential, key: str | None = None) -> Answer:
+        """Answer one validated question; raises ProxyError when there is no answer to give.
+
+        `key` is `question.cache_key(credential.scope)`, when the caller has it already.
+        """
+        if key is None:
+            key = question.cache_key(credential.scope)
         now = self._clock()
         entry = await self._lookup(key, now)
         if entry is not None:

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy import __version__
 from proxy.bucket import BucketParams
@@ -29,6 +28,7 @@ from proxy.endpoints import SERVED, Endpoint
 from proxy.errors import InvalidRequest, MethodNotAllowed, NotFound, ProxyError, StoreError, Unauthorized
 from proxy.freshness import FreshnessPolicy
 from proxy.health import RedisHealth
+from proxy.memo import QuestionMemo, Resolved
 from proxy.metrics import Metrics
 from proxy.query import LEGACY_KEY_PARAM, KeyRules, parse_query
 from proxy.redis_store import RedisStore, connect
@@ -205,25 +205,52 @@ async def errors_middleware(
 
 
 class DataSeriesHandler:
-    """GET <endpoint.path>: validate, authenticate, ask the service, answer with Cache-Status."""
+    """GET <endpoint.path>: validate, authenticate, ask the service, answer with Cache-Status.
+
+    The hot path (`handle`'s first half) serves a request it has resolved before from the entry this process
+    holds, without parsing, hashing or awaiting; everything else goes through `_answer` and the service.
+    """
 
     def __init__(self, runtime: Runtime, endpoint: Endpoint) -> None:
         self._rt = runtime
         self._endpoint = endpoint
         self._max_query = runtime.settings.max_query_bytes
+        self._memo = QuestionMemo()
         m = runtime.metrics
         self._requests = m.requests
         self._duration = m.request_duration
         self._inflight = m.inflight
-        # Label children bound once per (cache, code): no label lookup on the hot path after the first.
+        self._metrics = m
+        # Label children bound once per (cache, code), batched: no label lookup and no lock on the hot path.
         self._counters: dict[tuple[str, int], Callable[[], None]] = {}
         self._timers: dict[str, Callable[[float], None]] = {}
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
+        now = time.time()
+        service = self._rt.service
+        assert service is not None  # routes are served only after resources() built it
+        resolved = None
+        if not request.body_exists:  # a request with a body goes the long way, which refuses it
+            raw_query = request.rel_url.raw_query_string
+            resolved = self._memo.get(raw_query, request.headers.get("Authorization"), now)
+            entry = service.hit(resolved.key, now) if resolved is not None else None
+            if entry is not None:
+                # Never awaited, so never "in flight": the inflight gauge is left alone.
+                response = web.Response(
+                    body=entry.body,
+                    status=entry.status,
+                    headers={
+                        "Content-Type": entry.content_type,
+                        "Cache-Status": f"braze-proxy; hit; ttl={int(entry.fresh_until - now)}",
+                        "Age": str(max(0, int(now - entry.stored_at))),
+                    },
+                )
+                self._record("hit", entry.status, time.perf_counter() - started)
+                return response
         self._inflight.inc()
         try:
-            answer = await self._answer(request)
+            answer = await self._answer(request, service, resolved)
             response = self._response(answer)
             cache = answer.cache
         except ProxyError as error:
@@ -235,17 +262,23 @@ class DataSeriesHandler:
         self._record(cache, response.status, time.perf_counter() - started)
         return response
 
-    async def _answer(self, request: web.Request) -> Answer:
+    async def _answer(self, request: web.Request, service: Service, resolved: Resolved | None) -> Answer:
+        if resolved is not None:  # validated and authenticated before; only the cache missed
+            return await service.answer(resolved.question, resolved.credential, resolved.key)
         if len(request.query_string) > self._max_query:
             raise InvalidRequest(f"Invalid request: the query string is longer than {self._max_query} bytes")
         if request.body_exists and (request.content_length or 0) > MAX_REQUEST_BODY:
             raise InvalidRequest("Invalid request: this endpoint takes no request body")
+        now = time.time()
         query = request.query
-        credential = self._rt.auth.resolve(request.headers.get("Authorization"), query.get(LEGACY_KEY_PARAM))
-        parsed = parse_query(query.items(), self._endpoint, self._rt.rules, datetime.now(UTC))
-        service = self._rt.service
-        assert service is not None  # routes are served only after resources() built it
-        return await service.answer(parsed.question, credential)
+        authorization = request.headers.get("Authorization")
+        credential = self._rt.auth.resolve(authorization, query.get(LEGACY_KEY_PARAM))
+        parsed = parse_query(query.items(), self._endpoint, self._rt.rules, datetime.fromtimestamp(now, UTC))
+        key = parsed.question.cache_key(credential.scope)
+        if not request.body_exists:
+            resolved = Resolved(key, parsed.question, credential, parsed.valid_until)
+            self._memo.put(request.rel_url.raw_query_string, authorization, resolved, now)
+        return await service.answer(parsed.question, credential, key)
 
     @staticmethod
     def _response(answer: Answer) -> web.Response:
@@ -258,11 +291,13 @@ class DataSeriesHandler:
     def _record(self, cache: str, code: int, seconds: float) -> None:
         count = self._counters.get((cache, code))
         if count is None:
-            count = self._counters[(cache, code)] = self._requests.labels(self._endpoint.name, cache, str(code)).inc
+            child = self._requests.labels(self._endpoint.name, cache, str(code))
+            count = self._counters[(cache, code)] = self._metrics.batched_counter(child).inc
         count()
         observe = self._timers.get(cache)
         if observe is None:
-            observe = self._timers[cache] = self._duration.labels(self._endpoint.name, cache).observe
+            child_ = self._duration.labels(self._endpoint.name, cache)
+            observe = self._timers[cache] = self._metrics.batched_histogram(child_).observe
         observe(seconds)
 
 
@@ -281,7 +316,8 @@ async def metrics_route(request: web.Request) -> web.Response:
         rt.metrics.cache_entries.labels("l1").set(len(rt.l1))
     if isinstance(rt.store, MemoryStore):
         rt.metrics.cache_entries.labels("memory").set(len(rt.store))
-    return web.Response(body=generate_latest(rt.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body, content_type = rt.metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -302,7 +338,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[RUNTIME] = runtime
     app.cleanup_ctx.append(runtime.resources)
     for endpoint in SERVED:
-        app.router.add_get(endpoint.path, DataSeriesHandler(runtime, endpoint), allow_head=False)
+        app.router.add_get(endpoint.path, DataSeriesHandler(runtime, endpoint).handle, allow_head=False)
     app.router.add_get("/openapi.json", openapi)
     if settings.metrics_port is None:
         add_ops_routes(app)

@@ -1,0 +1,36 @@
+"""The bench runs end to end in its quickest mode (a proof that it works, not a measurement)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import require_tool
+from tests.procs import REPO_ROOT
+
+
+def test_quick_bench_writes_its_results(tmp_path: Path) -> None:
+    for tool in ("wrk", "nginx", "redis-server", "taskset"):
+        require_tool(tool)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "proxy: L1 hits" in done.stdout
+    (markdown,) = tmp_path.glob("*.md")
+    data = json.loads(markdown.with_suffix(".json").read_text())
+    names = [series["name"] for series in data["series"]]
+    assert names[:3] == ["ceiling: static bytes", "nginx proxy_cache", "proxy: L1 hits"]
+    for series in data["series"]:
+        (run,) = series["runs"]
+        assert run["rps"] > 0 and run["errors"] == 0, series
+    assert data["spellings"]["upstream_calls"] == data["spellings"]["questions"]
+    assert data["peak_rss_kib"]["proxy: L1 hits"] > 0
+    assert "| configuration |" in markdown.read_text()
