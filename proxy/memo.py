@@ -4,8 +4,8 @@ Parsing a query and hashing a credential cost more than serving a hit from the L
 same request strings. The memo maps (raw query string, Authorization header) to their resolution until
 `valid_until`: forever for an explicit `ending_at`, the end of the current bucket for an omitted one (the
 key moves to the next bucket then), never for an unfloored "now". Only valid requests are remembered; a
-refused one is parsed (and refused) every time. Bounded: emptied when full, so a flood of distinct queries
-costs re-parsing, never memory.
+refused one is parsed (and refused) every time. Bounded by entries and by bytes (a query and a header may each
+be several KB): emptied when full, so a flood of distinct queries costs re-parsing, never memory.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from proxy.credentials import Credential
 from proxy.query import Question
 
 MAX_ENTRIES = 10_000
+MAX_BYTES = 8 * 1_048_576  # counted as the lengths of the query, the header and the key, plus an overhead each
+ENTRY_OVERHEAD = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +29,11 @@ class Resolved:
 
 
 class QuestionMemo:
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self._items: dict[tuple[str, str | None], Resolved] = {}
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -44,6 +48,10 @@ class QuestionMemo:
     def put(self, raw_query: str, authorization: str | None, resolved: Resolved, now: float) -> None:
         if now >= resolved.valid_until:
             return  # valid for no later request: remembering it would only evict others
-        if len(self._items) >= self._max_entries:
+        size = len(raw_query) + len(authorization or "") + len(resolved.key) + ENTRY_OVERHEAD
+        if len(self._items) >= self._max_entries or self._bytes + size > self._max_bytes:
             self._items.clear()
+            self._bytes = 0
+        if (raw_query, authorization) not in self._items:
+            self._bytes += size
         self._items[(raw_query, authorization)] = resolved

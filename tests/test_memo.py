@@ -72,3 +72,11 @@ def test_the_memo_is_bounded() -> None:
     for i in range(10):
         memo.put(f"length=1&ending_at=2024-01-01&x={i}", None, item, NOW.timestamp())
         assert len(memo) <= 3
+
+
+def test_the_memo_is_bounded_in_bytes() -> None:
+    memo = QuestionMemo(max_bytes=10_000)
+    item = resolved(parse("length=1&ending_at=2024-01-01"))
+    for i in range(20):
+        memo.put(f"length=1&ending_at=2024-01-01&x={i}", "Bearer " + "k" * 3000, item, NOW.timestamp())
+        assert len(memo) <= 2
