@@ -31,6 +31,12 @@ def scope_of(kind: str, key: str) -> str:
     return kind + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def well_formed(credential: str) -> bool:
+    """Printable ASCII and not too long: what an API key or a client token can be. (aiohttp decodes header
+    bytes that are not UTF-8 to surrogates, which could be neither hashed nor sent upstream.)"""
+    return len(credential) <= MAX_CREDENTIAL_CHARS and credential.isascii() and credential.isprintable()
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, or None."""
     if not authorization:
@@ -54,7 +60,7 @@ class Authenticator:
     def resolve(self, authorization: str | None, legacy_key: str | None) -> Credential:
         """The credential for a request; raises Unauthorized."""
         token = bearer_token(authorization)
-        if token is not None and len(token) > MAX_CREDENTIAL_CHARS:
+        if token is not None and not well_formed(token):
             raise Unauthorized()
         if self._managed is not None:
             if not self._tokens:
@@ -66,7 +72,7 @@ class Authenticator:
                 raise Unauthorized("Unauthorized: unknown client token")
             return Credential(self._managed.scope, self._managed.upstream_key, team)
         key = token or legacy_key
-        if not key or len(key) > MAX_CREDENTIAL_CHARS:
+        if not key or not well_formed(key):
             raise Unauthorized()
         return Credential(scope_of("p", key), key, "pass-through")
 

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 # Attributes every LogRecord has; anything else passed with `extra=` is emitted as a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
@@ -28,6 +30,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str, separators=(",", ":"))
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse with a traceback quoting the offending bytes, which may hold a
+    credential (an Authorization header, an `api_key` parameter): keep only the kind of error, as a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args, record.exc_info, record.exc_text = "refused a malformed request", (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.error = type(error).__name__
+            record.status = error.code
+        return True
+
+
 def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -36,3 +52,6 @@ def configure(level: str) -> None:
     root.setLevel(level)
     # aiohttp's access log would be one line per request on the hot path: keep it off.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server.filters):
+        server.addFilter(MalformedRequestFilter())

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from proxy.endpoints import Endpoint
 from proxy.errors import InvalidRequest
@@ -159,3 +159,15 @@ def _shown(text: str, limit: int = 40) -> str:
     clean = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
     return clean + ("..." if len(text) > limit else "")
 
+
+def check_encoding(raw_query: str) -> None:
+    """Raise InvalidRequest unless the percent-encoded bytes of `raw_query` are UTF-8.
+
+    Decoding replaces invalid bytes with U+FFFD, so `%FF` and `%FE` would become one question (and go
+    upstream as neither).
+    """
+    try:
+        unquote_to_bytes(raw_query).decode("utf-8")
+    except UnicodeDecodeError:
+        message = "the query string must be percent-encoded UTF-8"
+        raise InvalidRequest(f"Invalid request: {message}", [message]) from None

@@ -30,7 +30,7 @@ from proxy.freshness import FreshnessPolicy
 from proxy.health import RedisHealth
 from proxy.memo import QuestionMemo, Resolved
 from proxy.metrics import Metrics
-from proxy.query import LEGACY_KEY_PARAM, KeyRules, parse_query
+from proxy.query import LEGACY_KEY_PARAM, KeyRules, check_encoding, parse_query
 from proxy.redis_store import RedisStore, connect
 from proxy.service import Answer, Service, ServiceConfig, error_cache_status
 from proxy.settings import Settings
@@ -267,6 +267,7 @@ class DataSeriesHandler:
             return await service.answer(resolved.question, resolved.credential, resolved.key)
         if len(request.query_string) > self._max_query:
             raise InvalidRequest(f"Invalid request: the query string is longer than {self._max_query} bytes")
+        check_encoding(request.rel_url.raw_query_string)
         if request.body_exists and (request.content_length or 0) > MAX_REQUEST_BODY:
             raise InvalidRequest("Invalid request: this endpoint takes no request body")
         now = time.time()
