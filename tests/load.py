@@ -252,12 +252,12 @@ def tcp_connections(pid: int, remote_port: int) -> int:
             continue  # closed meanwhile
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
-    count = 0
+    found = set()  # by inode: the table is read in chunks while it changes, so a row may come twice
     with open("/proc/net/tcp") as table:
         next(table)
         for row in table:
             cols = row.split()
             remote, state, inode = cols[2], cols[3], cols[9]
             if state == "01" and inode in inodes and int(remote.split(":")[1], 16) == remote_port:
-                count += 1
-    return count
+                found.add(inode)
+    return len(found)
