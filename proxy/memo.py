@@ -10,9 +10,10 @@ be several KB): emptied when full, so a flood of distinct queries costs re-parsi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxy.credentials import Credential
+from proxy.entry import Entry
 from proxy.query import Question
 
 MAX_ENTRIES = 10_000
@@ -20,12 +21,14 @@ MAX_BYTES = 8 * 1_048_576  # counted as the lengths of the query, the header and
 ENTRY_OVERHEAD = 400
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Resolved:
     key: str  # question.cache_key(credential.scope)
     question: Question
     credential: Credential
     valid_until: float  # epoch seconds
+    # The last hit answered for this request: (entry, ttl, age, headers), reused while all three are the same.
+    rendered: tuple[Entry, int, int, dict[str, str]] | None = field(default=None, compare=False)
 
 
 class QuestionMemo:

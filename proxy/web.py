@@ -224,6 +224,7 @@ class DataSeriesHandler:
         # Label children bound once per (cache, code), batched: no label lookup and no lock on the hot path.
         self._counters: dict[tuple[str, int], Callable[[], None]] = {}
         self._timers: dict[str, Callable[[float], None]] = {}
+        self._hit_metrics: dict[int, tuple[Callable[[], None], Callable[[float], None]]] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -236,17 +237,26 @@ class DataSeriesHandler:
             resolved = self._memo.get(raw_query, request.headers.get("Authorization"), now)
             entry = service.hit(resolved.key, now) if resolved is not None else None
             if entry is not None:
+                assert resolved is not None
                 # Never awaited, so never "in flight": the inflight gauge is left alone.
-                response = web.Response(
-                    body=entry.body,
-                    status=entry.status,
-                    headers={
+                ttl, age = int(entry.fresh_until - now), int(now - entry.stored_at)
+                rendered = resolved.rendered
+                if rendered is not None and rendered[0] is entry and rendered[1] == ttl and rendered[2] == age:
+                    headers = rendered[3]  # the same answer as the last one, to the second: reuse its headers
+                else:
+                    headers = {
                         "Content-Type": entry.content_type,
-                        "Cache-Status": f"braze-proxy; hit; ttl={int(entry.fresh_until - now)}",
-                        "Age": str(max(0, int(now - entry.stored_at))),
-                    },
-                )
-                self._record("hit", entry.status, time.perf_counter() - started)
+                        "Cache-Status": f"braze-proxy; hit; ttl={ttl}",
+                        "Age": str(max(0, age)),
+                    }
+                    resolved.rendered = (entry, ttl, age, headers)
+                response = web.Response(body=entry.body, status=entry.status, headers=headers)
+                bound = self._hit_metrics.get(entry.status)
+                if bound is None:
+                    bound = self._hit_metrics[entry.status] = self._bind("hit", entry.status)
+                count, observe = bound
+                count()
+                observe(time.perf_counter() - started)
                 return response
         self._inflight.inc()
         try:
@@ -289,16 +299,21 @@ class DataSeriesHandler:
         headers.update(answer.extra)
         return web.Response(body=answer.body, status=answer.status, headers=headers)
 
-    def _record(self, cache: str, code: int, seconds: float) -> None:
+    def _bind(self, cache: str, code: int) -> tuple[Callable[[], None], Callable[[float], None]]:
+        """The (batched) request counter and duration histogram for this outcome, bound on first use."""
         count = self._counters.get((cache, code))
         if count is None:
             child = self._requests.labels(self._endpoint.name, cache, str(code))
             count = self._counters[(cache, code)] = self._metrics.batched_counter(child).inc
-        count()
         observe = self._timers.get(cache)
         if observe is None:
             child_ = self._duration.labels(self._endpoint.name, cache)
             observe = self._timers[cache] = self._metrics.batched_histogram(child_).observe
+        return count, observe
+
+    def _record(self, cache: str, code: int, seconds: float) -> None:
+        count, observe = self._bind(cache, code)
+        count()
         observe(seconds)
 
 
