@@ -45,7 +45,8 @@ class SoakReport:
     requests: int = 0
     by_status: collections.Counter[str] = field(default_factory=collections.Counter)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)  # answers that should not be
-    faults: list[str] = field(default_factory=list)
+    faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds into the run, bytes)
     rss_start: int = 0  # after the warm-up
     rss_end: int = 0
     rss_max: int = 0
@@ -56,6 +57,14 @@ class SoakReport:
     def rss_growth(self) -> int:
         return self.rss_end - self.rss_start
 
+    @property
+    def rss_growth_last_half(self) -> int:
+        """Growth over the second half of the samples: near zero once the caches are full."""
+        if len(self.rss_samples) < 2:
+            return 0
+        middle = self.rss_samples[len(self.rss_samples) // 2][1]
+        return self.rss_samples[-1][1] - middle
+
     def summary(self) -> str:
         return json.dumps(
             {
@@ -63,12 +72,14 @@ class SoakReport:
                 "requests": self.requests,
                 "by_status": dict(self.by_status),
                 "errors": dict(self.errors),
-                "faults_injected": self.faults,
+                "faults_injected": dict(self.faults),
                 "rss_mib": {
                     "after_warmup": round(self.rss_start / MiB, 1),
                     "end": round(self.rss_end / MiB, 1),
                     "max": round(self.rss_max / MiB, 1),
                     "growth": round(self.rss_growth / MiB, 1),
+                    "growth_last_half": round(self.rss_growth_last_half / MiB, 1),
+                    "samples": [f"{t:.0f}s:{b / MiB:.1f}" for t, b in self.rss_samples],
                 },
                 "open_fds": {"after_warmup": self.fds_start, "end": self.fds_end},
             },
@@ -184,19 +195,23 @@ async def _drive(
     schedule = faults(redis_server, standin)
     await asyncio.sleep(min(5.0, seconds / 4))  # warm-up: the caches fill, the pools open
     report.rss_start = report.rss_max = rss_bytes(proxy.pid)
+    report.rss_samples.append((time.monotonic() - started, report.rss_start))
     report.fds_start = open_fds(proxy.pid)
     for name, fault in itertools.cycle(schedule):
         left = seconds - (time.monotonic() - started)
         if left < 4.0:
             await asyncio.sleep(max(0.0, left))
             break
-        report.faults.append(name)
+        report.faults[name] += 1
         await fault()
         await asyncio.sleep(2.0)  # recovery, under load
-        report.rss_max = max(report.rss_max, rss_bytes(proxy.pid))
+        rss = rss_bytes(proxy.pid)
+        report.rss_samples.append((time.monotonic() - started, rss))
+        report.rss_max = max(report.rss_max, rss)
     stop.set()
     await asyncio.gather(*clients)
     report.rss_end = rss_bytes(proxy.pid)
+    report.rss_samples.append((time.monotonic() - started, report.rss_end))
     report.rss_max = max(report.rss_max, report.rss_end)
     report.fds_end = open_fds(proxy.pid)
     report.seconds = time.monotonic() - started
@@ -213,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(soak(args.seconds, args.workers))
     ok = not report.errors and report.rss_growth <= args.max_rss_growth_mib * MiB
     print(f"soak: {'ok' if ok else 'FAILED'}: {report.requests} requests, {sum(report.errors.values())} errors, "
-          f"RSS growth {report.rss_growth / MiB:.1f} MiB")  # fmt: skip
+          f"RSS growth {report.rss_growth / MiB:.1f} MiB ({report.rss_growth_last_half / MiB:.1f} MiB in the "
+          "second half)")  # fmt: skip
     return 0 if ok else 1
 
 

@@ -17,7 +17,7 @@ async def test_short_soak(capsys: pytest.CaptureFixture[str]) -> None:
         print(
             f"\n[figure] soak {report.seconds:.0f} s: {report.requests} requests {dict(report.by_status)}, "
             f"{sum(report.errors.values())} errors, RSS growth {report.rss_growth / MiB:.1f} MiB, "
-            f"faults {report.faults}"
+            f"faults {dict(report.faults)}"
         )
     assert report.requests > 1000
     assert len(report.faults) >= 3
