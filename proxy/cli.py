@@ -20,14 +20,18 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 from pydantic import ValidationError
 
 from proxy import __version__
-from proxy.metrics import MULTIPROC_ENV, Metrics
+from proxy.metrics import MULTIPROC_ENV
 from proxy.settings import ENV_PREFIX, Settings, describe_error
+
+if TYPE_CHECKING:
+    from proxy.web import Runtime
 
 log = logging.getLogger("braze_proxy")
 
@@ -119,8 +123,7 @@ async def run_server(settings: Settings, reuse_port: bool) -> int:
             await runner.cleanup()
         return EXIT_CANNOT_LISTEN
     log.info("listening", extra={"host": settings.host, "port": settings.port, "pid": os.getpid()})
-    metrics = app[RUNTIME].metrics
-    flusher = asyncio.create_task(flush_every(metrics, METRICS_FLUSH_SECONDS))
+    flusher = asyncio.create_task(sample_every(app[RUNTIME], METRICS_FLUSH_SECONDS))
     # What start-up built lives as long as the process: keep the collector from walking it again and again.
     gc.freeze()
 
@@ -143,17 +146,20 @@ async def run_server(settings: Settings, reuse_port: bool) -> int:
     for runner in runners[1:]:
         await runner.cleanup()
     flusher.cancel()
-    metrics.flush()
+    app[RUNTIME].metrics.flush()
     log.info("stopped")
     return 0
 
 
-async def flush_every(metrics: Metrics, seconds: float) -> None:
-    """Fold the hot path's batched counts into Prometheus every `seconds`, so that with `--workers N` a scrape
-    answered by one worker sees the others' counts too (at most `seconds` old). Runs until cancelled."""
+async def sample_every(runtime: Runtime, seconds: float) -> None:
+    """Fold the hot path's batched counts into Prometheus and sample the entry gauges every `seconds`, so that
+    with `--workers N` a scrape answered by one worker sees the others' figures too (at most `seconds` old).
+    Runs until cancelled."""
+    from proxy.web import sample_metrics
+
     while True:
         await asyncio.sleep(seconds)
-        metrics.flush()
+        sample_metrics(runtime)
 
 
 def supervise(workers: int) -> int:

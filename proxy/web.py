@@ -326,12 +326,18 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response(status, body)
 
 
-async def metrics_route(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
+def sample_metrics(rt: Runtime) -> None:
+    """Read the gauges that are sampled rather than kept, and fold the hot path's batched counts in."""
     if rt.l1 is not None:
         rt.metrics.cache_entries.labels("l1").set(len(rt.l1))
     if isinstance(rt.store, MemoryStore):
         rt.metrics.cache_entries.labels("memory").set(len(rt.store))
+    rt.metrics.flush()
+
+
+async def metrics_route(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    sample_metrics(rt)
     body, content_type = rt.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -32,6 +32,11 @@ def counter(text: str, cache: str) -> float:
     return float(found[1]) if found else 0.0
 
 
+def entries(text: str) -> float:
+    found = re.search(r'^braze_proxy_cache_entries\{store="memory"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    return float(found[1]) if found else 0.0
+
+
 def test_two_workers_serve_and_metrics_add_up(start_proxy: ProxyFactory, standin: StandinProcess) -> None:
     proxy = start_proxy(API_KEY="k", args=("--workers", "2"))  # memory store: each worker has its own
     deadline = time.monotonic() + 15
@@ -55,16 +60,18 @@ def test_two_workers_serve_and_metrics_add_up(start_proxy: ProxyFactory, standin
     assert misses == 2
     assert standin.stats()["calls"] == 2
 
-    # The worker that answers the scrape folds its own counts in at once, the other within a second.
+    # The worker that answers the scrape folds its own figures in at once, the other within a second.
     deadline = time.monotonic() + 10
     while True:
         with urllib.request.urlopen(f"{proxy.url}/metrics", timeout=10) as response:
             text = response.read().decode()
-        if counter(text, "miss") + counter(text, "hit") == REQUESTS or time.monotonic() > deadline:
+        done = counter(text, "miss") + counter(text, "hit") == REQUESTS and entries(text) == 2
+        if done or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert counter(text, "miss") == 2
     assert counter(text, "hit") == REQUESTS - 2
+    assert entries(text) == 2  # one in each worker's memory store, summed over the live workers
     assert re.search(r"^braze_proxy_build_info\{.*\} 1\.0$", text, re.MULTILINE)
 
     assert proxy.terminate() == 0
