@@ -92,9 +92,9 @@ def test_format_instant_is_canonical_in_the_zone() -> None:
     assert format_instant(instant.replace(microsecond=5), UTC) == "2018-06-29T04:00:00.000005+00:00"
 
 
-instants = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
-).map(lambda d: d.replace(microsecond=0))
+instants = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)).map(
+    lambda d: d.replace(microsecond=0)
+)
 zones = st.sampled_from([UTC, NEW_YORK, KOLKATA, ZoneInfo("Australia/Lord_Howe"), ZoneInfo("Europe/Berlin")])
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 
