@@ -173,7 +173,7 @@ class Metrics:
         )
         self.token_rejections = Counter(
             "braze_proxy_rate_limit_rejections_total",
-            "Upstream calls not made for want of budget, by reason (tokens, upstream_429)",
+            "Upstream calls not made for want of budget, by reason (tokens, upstream_remaining, upstream_429)",
             ["reason"],
             registry=r,
         )

@@ -41,6 +41,8 @@ log = logging.getLogger("braze_proxy.service")
 
 JSON = "application/json"
 FAILURE_MARKER_SECONDS = 3.0  # how long other replicas' waiters get a failed fill's answer
+# The bucket's refusal reason -> the rejections metric label: our own bucket, Braze's remaining count, a 429 block.
+REJECTION_REASONS = {"tokens": "tokens", "braze": "upstream_remaining", "blocked": "upstream_429"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +439,7 @@ class Service:
             decision = await self._fallback.reserve(scope)
         self._m.tokens.set(max(0.0, decision.tokens))
         if not decision.allowed:
-            self._m.token_rejections.labels("upstream_429" if decision.reason == "blocked" else "tokens").inc()
+            self._m.token_rejections.labels(REJECTION_REASONS.get(decision.reason, "tokens")).inc()
             raise RateLimited(decision.wait)
         if decision.wait > 0:
             self._m.token_waits.inc()

@@ -276,7 +276,7 @@ async def test_replicas_never_spend_past_what_braze_says_remains(
     assert standin.stats()["calls_by_status"] == {"200": 3}, "the stand-in never had to answer 429"
     metrics = await Metrics.read(client, replicas)
     assert min(metrics.values("braze_proxy_upstream_rate_limit_remaining")) == 0
-    assert metrics.sum("braze_proxy_rate_limit_rejections_total") == 3
+    assert metrics.sum("braze_proxy_rate_limit_rejections_total", reason="upstream_remaining") == 3
 
 
 async def test_an_upstream_429_stops_every_replica_until_its_reset(
