@@ -4,12 +4,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := redis-server prometheus nginx-light wrk
 
-.PHONY: run demo test lint typecheck deps system-deps bench soak clean
+.PHONY: run demo test lint typecheck install deps system-deps bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Runtime + test dependencies, in a local virtual environment.
+# The proxy and its runtime dependencies, in a local virtual environment.
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+
+# Runtime + test dependencies (the tools the tests run for real included).
 deps: $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -24,11 +29,11 @@ system-deps:
 	fi
 
 # Start the proxy on its embedded default: in-process memory store, listening on 0.0.0.0:8080.
-run: deps
+run: install
 	$(BIN)/braze-proxy
 
 # The Braze stand-in on :8081 and the proxy on :8080 in front of it: try it without a Braze key.
-demo: deps
+demo: install
 	@$(BIN)/python -m tests.braze_standin --port 8081 & standin=$$!; \
 	trap 'kill $$standin 2>/dev/null' EXIT INT TERM; \
 	echo "try: curl -si 'http://127.0.0.1:8080/sessions/data_series?length=7' -H 'Authorization: Bearer demo-key'  (twice)"; \
