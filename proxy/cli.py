@@ -113,7 +113,7 @@ async def run_server(settings: Settings, reuse_port: bool) -> int:
         site = web.TCPSite(main_runner, settings.host, settings.port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
         if settings.metrics_port is not None:
-            ops_runner = web.AppRunner(create_ops_app(app), handle_signals=False, access_log=None)
+            ops_runner = make_runner(create_ops_app(app))
             await ops_runner.setup()
             runners.append(ops_runner)
             await web.TCPSite(ops_runner, settings.host, settings.metrics_port, reuse_port=reuse_port or None).start()

@@ -16,7 +16,7 @@ from importlib import resources
 from zoneinfo import ZoneInfo
 
 import aiohttp
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from proxy import __version__
 from proxy.bucket import BucketParams
@@ -375,15 +375,56 @@ def create_ops_app(main: web.Application) -> web.Application:
     return app
 
 
-def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
-    """A runner with bounded request line and headers, graceful shutdown and no access log."""
-    return web.AppRunner(
+PARSE_ERROR = "Bad request: the HTTP request could not be parsed (a line too long, too many headers, a forbidden byte)"
+
+
+class JsonErrorRequestHandler(web_protocol.RequestHandler):
+    """aiohttp's connection handler, except that what its HTTP parser refuses (before any route or middleware
+    runs) gets a Braze-style JSON body. aiohttp's own plain-text body quotes the offending line, which may hold
+    the sender's credential; ours never echoes a byte of the request."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        refused = super().handle_error(request, status, exc, message)  # logs (the kind only: logs.py)
+        payload = {"message": PARSE_ERROR if refused.status < 500 else "Internal error"}
+        response = json_response(refused.status, payload)
+        response.force_close()
+        return response
+
+
+class JsonErrorServer(web.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProxyRunner(web.AppRunner):
+    """An AppRunner whose connections answer parse errors with JSON (see JsonErrorRequestHandler)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = JsonErrorServer  # the same server; only how it makes connection handlers differs
+        return server
+
+
+def make_runner(app: web.Application, settings: Settings | None = None) -> web.AppRunner:
+    """A runner with bounded request line and headers, graceful shutdown, no access log and JSON parse errors.
+
+    Without settings (the ops app): aiohttp's default bounds, no grace period of its own.
+    """
+    if settings is None:
+        return ProxyRunner(app, handle_signals=False, access_log=None)
+    return ProxyRunner(
         app,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=settings.shutdown_grace_seconds,
-        # The request line holds the path and the query. Up to this size an overlong query gets our JSON 400;
-        # past it, aiohttp's parser refuses the line itself (a plain-text 400) before any handler runs.
+        # The request line holds the path and the query. Up to this size an overlong query gets the handler's
+        # 400 naming the limit; past it, the HTTP parser refuses the line itself (PARSE_ERROR).
         max_line_size=max(8190, settings.max_query_bytes + 1024),
         max_field_size=settings.max_header_bytes,
         max_headers=64,

@@ -141,8 +141,8 @@ async def test_credentials_appear_in_no_key_value_log_metric_or_error_body(
 async def test_malformed_requests_are_logged_without_their_bytes(
     shared_proxy: ProxyProcess, standin: StandinProcess
 ) -> None:
-    """aiohttp refuses what it cannot parse with a plain-text 400 that may quote the offending line back to its
-    sender; the log keeps only the kind of error."""
+    """What the HTTP parser refuses gets a JSON 400 that quotes nothing of the request (aiohttp's own plain-text
+    answer would echo the offending line back); the log keeps only the kind of error."""
     secret = "sk-malformed-4c4c4c4c4c4c"
     port = shared_proxy.port
     answers = [
@@ -153,6 +153,8 @@ async def test_malformed_requests_are_logged_without_their_bytes(
     ]  # fmt: skip
     for answer in answers:
         assert answer.status in (400, 414, 431), answer
+        assert json.loads(answer.body)["message"].startswith("Bad request: the HTTP request could not be parsed")
+        assert secret.encode() not in answer.body and b"xxxxxxxx" not in answer.body
     await asyncio.sleep(0.2)  # the log line is written after the answer
     logs = shared_proxy.logs()
     assert "refused a malformed request" in logs
