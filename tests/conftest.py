@@ -5,28 +5,19 @@ Tests never touch the machine's shared Redis on 6379: the session's redis-server
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
+from tests.external_tools import binary
 from tests.procs import ProxyProcess, RedisServer, StandinProcess
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def require_tool(name: str) -> str:
     """The path of `name`; a missing tool fails the test in CI and skips it elsewhere."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (`make test` installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return binary(name, "`make test` installs it")
 
 
 @pytest.fixture(scope="session")

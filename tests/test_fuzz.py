@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import IN_CI
+from tests.external_tools import module
 from tests.load import PATH, RawAnswer, raw_get
 from tests.procs import ProxyProcess, StandinProcess
 
@@ -200,13 +200,7 @@ def test_headers(proxy: ProxyProcess, checker: Checker, capsys: pytest.CaptureFi
 def test_schemathesis_against_served_openapi(
     proxy: ProxyProcess, checker: Checker, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    try:
-        import schemathesis
-    except ImportError:
-        message = "schemathesis is not installed (`make test` installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    schemathesis = module("schemathesis", "`make test` installs it")
     from schemathesis import GenerationMode
     from schemathesis.checks import (
         content_type_conformance,
