@@ -37,7 +37,7 @@ log = logging.getLogger("braze_proxy")
 
 EXIT_BAD_SETTINGS = 2
 EXIT_CANNOT_LISTEN = 3
-WORKER_ENV = "BRAZE_PROXY__WORKER"  # set on worker processes started by --workers (not a setting)
+WORKER_ENV = "BRAZE_PROXY__WORKER"  # on processes started by --workers: how many there are (not a setting)
 METRICS_FLUSH_SECONDS = 1.0
 ACCEPT_SETTLE_SECONDS = 0.1
 
@@ -87,10 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(settings.log_level)
     if args.workers > 1 and not os.environ.get(WORKER_ENV):
         return supervise(args.workers)
-    return serve(settings, reuse_port=bool(os.environ.get(WORKER_ENV)))
+    workers = int(os.environ.get(WORKER_ENV) or 0)
+    return serve(settings, reuse_port=workers > 0, workers=max(1, workers))
 
 
-def serve(settings: Settings, reuse_port: bool = False) -> int:
+def serve(settings: Settings, reuse_port: bool = False, workers: int = 1) -> int:
     try:
         import uvloop
 
@@ -98,27 +99,29 @@ def serve(settings: Settings, reuse_port: bool = False) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(run_server(settings, reuse_port))
+        return runner.run(run_server(settings, reuse_port, workers))
 
 
-async def run_server(settings: Settings, reuse_port: bool) -> int:
+async def run_server(settings: Settings, reuse_port: bool, workers: int = 1) -> int:
     from proxy.web import RUNTIME, create_app, create_ops_app, make_runner
 
-    app = create_app(settings)
+    app = create_app(settings, workers=workers)
     runners: list[web.AppRunner] = []
     main_runner = make_runner(app, settings)
     await main_runner.setup()  # runs cleanup_ctx start-up: pools and service are built here
     runners.append(main_runner)
+    port = settings.port  # the port being bound, for the error line
     try:
         site = web.TCPSite(main_runner, settings.host, settings.port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
         if settings.metrics_port is not None:
+            port = settings.metrics_port
             ops_runner = make_runner(create_ops_app(app))
             await ops_runner.setup()
             runners.append(ops_runner)
             await web.TCPSite(ops_runner, settings.host, settings.metrics_port, reuse_port=reuse_port or None).start()
     except OSError as error:
-        print(f"braze-proxy: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
+        print(f"braze-proxy: cannot listen on {settings.host}:{port}: {error.strerror}", file=sys.stderr)
         for runner in reversed(runners):
             await runner.cleanup()
         return EXIT_CANNOT_LISTEN
@@ -170,7 +173,7 @@ def supervise(workers: int) -> int:
     """
     metrics_dir = tempfile.mkdtemp(prefix="braze-proxy-metrics-")
     try:
-        env = {**os.environ, WORKER_ENV: "1", MULTIPROC_ENV: metrics_dir}
+        env = {**os.environ, WORKER_ENV: str(workers), MULTIPROC_ENV: metrics_dir}
         argv = [sys.executable, "-m", "proxy"]
         children: list[subprocess.Popen[bytes]] = []
 

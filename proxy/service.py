@@ -84,7 +84,7 @@ def stale_reason(error: ProxyError) -> str | None:
     if isinstance(error, UpstreamRateLimited | RateLimited):
         return "rate_limited"
     if isinstance(error, RelayedError):
-        return "rate_limited" if error.status == 429 else "upstream_error"
+        return {429: "rate_limited", 504: "timeout"}.get(error.status, "upstream_error")
     if isinstance(error, UpstreamError):
         return "upstream_error"
     if isinstance(error, Unavailable):
@@ -109,6 +109,8 @@ def error_cache_status(error: ProxyError) -> str:
         return "braze-proxy; fwd=miss; detail=" + ("timeout" if isinstance(error, UpstreamTimeout) else "error")
     if isinstance(error, RateLimited):
         return "braze-proxy; fwd=miss; detail=budget-spent"
+    if isinstance(error, Unavailable):
+        return "braze-proxy; fwd=miss; detail=unavailable"
     return "braze-proxy; fwd=bypass"
 
 
@@ -476,9 +478,14 @@ class Service:
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
     async def close(self, timeout: float) -> None:
-        """Let background refreshes finish (bounded), then cancel what is left."""
-        pending = list(self._background)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=timeout)
-            for task in late:
-                task.cancel()
+        """Cancel the fills still running and give them up to `timeout` to unwind (release their Redis locks)
+        while the pools are still open.
+
+        Called after the server's drain: every handler has answered or been cancelled by then, so what still
+        runs is a fill nobody waits for, or a background refresh (worth less than a prompt exit).
+        """
+        running = [*self._flights.tasks(), *self._background]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=timeout)

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         "open", description="Redis unreachable: 'open' keeps answering, 'closed' refuses misses (503)"
     )
     coalesce_wait_seconds: Seconds = Field(
-        12.0, gt=0, le=120, description="longest wait for another replica's in-flight upstream call"
+        30.0, gt=0, le=600, description="longest wait for another replica's in-flight upstream call"
     )
 
     # --- server ---------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     max_query_bytes: int = Field(2048, ge=256, le=65536, description="longest accepted query string")
     max_header_bytes: int = Field(8190, ge=1024, le=65536, description="longest accepted header line")
     shutdown_grace_seconds: Seconds = Field(
-        20.0, ge=0, le=600, description="on SIGTERM, how long in-flight requests may finish"
+        20.0, gt=0, le=600, description="on SIGTERM, how long in-flight requests may finish"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
@@ -168,8 +168,3 @@ def describe_error(error: ValidationError) -> str:
     if not loc:
         return f"invalid settings: {message}"
     return f"invalid setting {ENV_PREFIX}{loc[0].upper()}: {message}"
-
-
-def load_settings() -> Settings:
-    """Build Settings from the environment; raises pydantic.ValidationError."""
-    return Settings()

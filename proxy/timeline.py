@@ -22,6 +22,7 @@ _ISO = re.compile(
 )
 _OFFSET = re.compile(r"(?P<sign>[+\- ])(?P<h>\d{1,2}):?(?P<m>\d{2})?", re.ASCII)
 _HOUR = timedelta(hours=1)
+MIN_YEAR, MAX_YEAR = 1970, 9998
 
 
 class TimeFormatError(ValueError):
@@ -46,6 +47,9 @@ def parse_instant(text: str, local: tzinfo) -> datetime:
         )  # fmt: skip
     except ValueError as exc:
         raise TimeFormatError(f"{text!r} is not a valid date-time: {exc}") from None
+    if not MIN_YEAR <= naive.year <= MAX_YEAR:
+        # Keeps every later step (zones, bucket ends, epoch keys) inside what datetime can represent.
+        raise TimeFormatError(f"{text!r} is out of range (years {MIN_YEAR} to {MAX_YEAR})")
     zone = _parse_offset(g["tz"], text) if g["tz"] else None
     if zone is None:
         return _localize(naive, local)

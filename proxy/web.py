@@ -57,14 +57,15 @@ class Runtime:
     health: RedisHealth | None = None
     redis_seen: bool = False  # Redis answered at least once (readiness waits for it)
     draining: bool = False
+    workers: int = 1  # processes sharing this host's port (--workers): in-process budgets are split among them
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
-    def from_settings(cls, settings: Settings, metrics: Metrics) -> Runtime:
+    def from_settings(cls, settings: Settings, metrics: Metrics, workers: int = 1) -> Runtime:
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
         auth = Authenticator(api_key, settings.client_token_map())
         rules = KeyRules(ZoneInfo(settings.reporting_timezone), settings.floor_ending_at)
-        return cls(settings, metrics, auth, rules)
+        return cls(settings, metrics, auth, rules, workers=workers)
 
     async def resources(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: open the pools and the service, yield while serving, close in reverse."""
@@ -77,17 +78,19 @@ class Runtime:
             s.upstream_max_body_bytes, f"braze-proxy/{__version__}",
         )  # fmt: skip
         params = BucketParams.per_hour(s.rate_limit_per_hour, s.rate_limit_burst, s.rate_limit_max_wait_seconds)
-        # The in-process bucket: the whole budget without Redis, a replica's share while Redis is down.
-        fallback_params = BucketParams.per_hour(
-            s.rate_limit_per_hour / s.expected_replicas,
-            max(1, s.rate_limit_burst // s.expected_replicas),
+        # An in-process bucket holds this process's share: of the whole budget without Redis (one share per
+        # --workers process), of a replica's share while Redis is down (replicas x workers shares).
+        local_share = self.workers if s.redis_url is None else s.expected_replicas * self.workers
+        local_params = BucketParams.per_hour(
+            s.rate_limit_per_hour / local_share,
+            max(1, s.rate_limit_burst // local_share),
             s.rate_limit_max_wait_seconds,
         )
         budget: Budget
         lock: ClusterLock | None = None
         if s.redis_url is None:
             store: Store = MemoryStore(s.memory_max_entries, s.memory_max_bytes, time.time)
-            budget = fallback = MemoryBudget(params, time.time)
+            budget = fallback = MemoryBudget(local_params, time.time)
             self.metrics.redis_up.set(1)  # the memory store is always reachable
         else:
             client = connect(s.redis_url, s.redis_timeout, s.redis_max_connections)
@@ -95,7 +98,7 @@ class Runtime:
             store = redis_store
             self.closers.append(redis_store.close)
             budget = RedisBudget(client, s.redis_key_prefix, params, s.redis_timeout)
-            fallback = MemoryBudget(fallback_params, time.time)
+            fallback = MemoryBudget(local_params, time.time)
             # A fill lock outlives the longest fill: every attempt and backoff within the retry budget.
             lock_seconds = s.upstream_retry_budget_seconds + s.upstream_timeout + 2
             lock = ClusterLock(client, s.redis_key_prefix, s.redis_timeout, lock_seconds)
@@ -125,7 +128,7 @@ class Runtime:
             extra={"store": store.name, "l1": self.l1 is not None, "mode": mode, "upstream": s.upstream_url},
         )
         yield
-        await self.service.close(timeout=min(5.0, s.shutdown_grace_seconds))
+        await self.service.close(timeout=1.0)
         if self.health is not None:
             await self.health.close()
         for close in reversed(self.closers):
@@ -267,6 +270,9 @@ class DataSeriesHandler:
             cache = "bypass" if isinstance(error, InvalidRequest | Unauthorized) else "error"
             status = "braze-proxy; fwd=bypass" if cache == "bypass" else error_cache_status(error)
             response = error_response(error, status)
+        except Exception:  # a bug: still a JSON answer, counted, and logged with its traceback (never sent)
+            log.exception("unexpected error answering a request")
+            cache, response = "error", json_response(500, {"message": "Internal error"})
         finally:
             self._inflight.dec()
         self._record(cache, response.status, time.perf_counter() - started)
@@ -353,9 +359,10 @@ def add_ops_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics_route)
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
-    """The proxy app. With `metrics_port` set, /metrics and the health routes live on `create_ops_app`."""
-    runtime = Runtime.from_settings(settings, metrics or Metrics())
+def create_app(settings: Settings, metrics: Metrics | None = None, workers: int = 1) -> web.Application:
+    """The proxy app (one of `workers` processes). With `metrics_port` set, /metrics and the health routes
+    live on `create_ops_app`."""
+    runtime = Runtime.from_settings(settings, metrics or Metrics(), workers)
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_REQUEST_BODY)
     app[RUNTIME] = runtime
     app.cleanup_ctx.append(runtime.resources)

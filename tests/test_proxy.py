@@ -127,6 +127,8 @@ async def test_200_spellings_cost_one_upstream_call(
         ("length=7&unit=week", "'day' or 'hour'"),
         ("length=7&ending_at=2018-06-31", "ISO-8601"),
         ("length=7&ending_at=28%2F06%2F2018", "ISO-8601"),
+        ("length=7&ending_at=9999-12-31", "ISO-8601"),
+        ("length=7&ending_at=0001-01-01T00:00:00%2B05:00", "ISO-8601"),
         ("length=7&length=8", "more than once"),
         ("length=7&unit=day&unit=hour", "more than once"),
         ("length=7&callback=x", "unknown parameter 'callback'"),

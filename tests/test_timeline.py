@@ -59,6 +59,9 @@ def test_naive_values_are_read_in_the_reporting_zone() -> None:
         "2018-06-28T",
         "٢٠١٨-٠٦-٢٨",  # digits of another script
         "1530230399",
+        "0001-01-01T00:00:00+05:00",  # outside what zones and bucket ends can represent
+        "9999-12-31",
+        "1969-12-31T23:59:59Z",
     ],
 )
 def test_rejected_spellings(text: str) -> None:
