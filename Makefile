@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server prometheus nginx-light wrk
+APT_PACKAGES := redis-server prometheus nginx wrk util-linux
 
 .PHONY: run demo test lint typecheck install deps system-deps bench soak clean
 

@@ -33,7 +33,7 @@ HOST = "127.0.0.1"
 API_KEY = "bench-key"
 QUERY = "length=14&unit=day&ending_at=2024-03-01T00:00:00Z&app_id=bench-app"
 RESULTS = Path(__file__).resolve().parent / "results"
-TOOLS = {"wrk": "wrk", "nginx": "nginx-light", "redis-server": "redis-server", "taskset": "util-linux"}
+TOOLS = {"wrk": "wrk", "nginx": "nginx", "redis-server": "redis-server", "taskset": "util-linux"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -62,7 +62,7 @@ http {{
 def nginx_binary() -> str:
     path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if path is None:
-        raise RuntimeError("nginx not found: apt-get install -y nginx-light")
+        raise RuntimeError("nginx not found: apt-get install -y nginx")
     return path
 
 

@@ -145,6 +145,11 @@ async def run_server(settings: Settings, reuse_port: bool, workers: int = 1) -> 
     # Connections accepted just before the listener closed get a moment to deliver their request, which
     # then counts as in flight; without it aiohttp drops the request unanswered and idles out the grace.
     await asyncio.sleep(ACCEPT_SETTLE_SECONDS)
+    if main_runner.server is not None:
+        main_runner.server.pre_shutdown()  # keep-alive connections close once their current request is answered
+    cancelled = await app[RUNTIME].drain(settings.shutdown_grace_seconds)
+    if cancelled:
+        log.warning("grace period over, cancelled requests", extra={"cancelled": cancelled})
     await main_runner.cleanup()
     for runner in runners[1:]:
         await runner.cleanup()

@@ -6,6 +6,7 @@ open and close in `cleanup_ctx`. Handlers only translate HTTP to a Question and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -58,6 +60,7 @@ class Runtime:
     redis_seen: bool = False  # Redis answered at least once (readiness waits for it)
     draining: bool = False
     workers: int = 1  # processes sharing this host's port (--workers): in-process budgets are split among them
+    handling: set[asyncio.Task[Any]] = field(default_factory=set)  # requests being answered (that await)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
@@ -148,6 +151,23 @@ class Runtime:
         except StoreError as error:
             health.failed(error)  # start answering anyway; the probe restores Redis when it answers
         return health
+
+    async def drain(self, grace: float) -> int:
+        """Wait up to `grace` seconds for the requests being answered, then cancel what is left (their clients
+        get no answer: the one loss the grace period allows). Returns how many were cancelled.
+
+        aiohttp's own shutdown would wait its timeout twice for a hung handler (once before cancelling it, once
+        after); doing it here makes `grace` the bound.
+        """
+        deadline = time.monotonic() + grace
+        while self.handling and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(list(self.handling), timeout=left)
+        late = list(self.handling)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
+        return len(late)
 
     async def readiness(self) -> tuple[int, dict[str, str]]:
         """(status, body) of /readyz; pings Redis so an idle replica still notices an outage."""
@@ -262,6 +282,9 @@ class DataSeriesHandler:
                 observe(time.perf_counter() - started)
                 return response
         self._inflight.inc()
+        task = asyncio.current_task()
+        if task is not None:
+            self._rt.handling.add(task)
         try:
             answer = await self._answer(request, service, resolved)
             response = self._response(answer)
@@ -275,6 +298,8 @@ class DataSeriesHandler:
             cache, response = "error", json_response(500, {"message": "Internal error"})
         finally:
             self._inflight.dec()
+            if task is not None:
+                self._rt.handling.discard(task)
         self._record(cache, response.status, time.perf_counter() - started)
         return response
 
