@@ -172,6 +172,7 @@ def panel_targets() -> list[tuple[str, str]]:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[PrometheusServer, ProxyProcess, StandinProcess]]:
     prometheus_binary = binary("prometheus", "apt-get install -y --no-install-recommends prometheus")
+    binary("redis-server", "apt-get install -y redis-server")
     with RedisServer() as redis, StandinProcess() as standin:
         env = {
             "BRAZE_PROXY_UPSTREAM_URL": standin.url,

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import math
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ import pytest_asyncio
 import redis
 
 from tests.braze_standin import StandinServer, parse_iso
+from tests.conftest import require_tool
 from tests.procs import RedisServer, StandinProcess, free_port, http_get_json, http_post_json
 
 PATH = "/sessions/data_series"
@@ -286,6 +288,7 @@ def test_standin_as_a_process_restarts_on_the_same_port() -> None:
 
 
 def test_redis_server_stops_and_restarts_on_the_same_port() -> None:
+    require_tool("redis-server")
     with RedisServer() as server:
         assert server.url == f"redis://127.0.0.1:{server.port}/0"
         client = redis.Redis.from_url(server.url, socket_timeout=2)
@@ -305,3 +308,6 @@ def test_redis_server_stops_and_restarts_on_the_same_port() -> None:
 def test_free_port_is_bindable() -> None:
     port = free_port()
     assert 1024 <= port <= 65535
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
