@@ -373,9 +373,14 @@ async def metrics_route(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-async def openapi(request: web.Request) -> web.Response:
+def openapi_route() -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /openapi.json: the shipped description, read once."""
     spec = resources.files("proxy").joinpath("openapi.json").read_bytes()
-    return web.Response(body=spec, content_type=JSON_TYPE)
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=spec, content_type=JSON_TYPE)
+
+    return openapi
 
 
 def add_ops_routes(app: web.Application) -> None:
@@ -393,7 +398,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None, workers: int 
     app.cleanup_ctx.append(runtime.resources)
     for endpoint in SERVED:
         app.router.add_get(endpoint.path, DataSeriesHandler(runtime, endpoint).handle, allow_head=False)
-    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/openapi.json", openapi_route())
     if settings.metrics_port is None:
         add_ops_routes(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -76,3 +77,25 @@ def test_two_workers_serve_and_metrics_add_up(start_proxy: ProxyFactory, standin
 
     assert proxy.terminate() == 0
     assert not metrics_dir.exists()
+
+
+def test_workers_without_redis_split_the_budget(start_proxy: ProxyFactory, standin: StandinProcess) -> None:
+    """Each worker's in-process bucket holds its share: two workers together never spend more than the burst."""
+    proxy = start_proxy(
+        API_KEY="k", RATE_LIMIT_PER_HOUR=36, RATE_LIMIT_BURST=4, RATE_LIMIT_MAX_WAIT_SECONDS=0, args=("--workers", "2")
+    )
+    deadline = time.monotonic() + 15
+    while proxy.logs().count('"listening"') < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    statuses: list[int] = []
+    for day in range(1, 21):  # 20 distinct questions, each on its own connection: both workers take some
+        url = f"{proxy.url}{PATH}?length=1&ending_at=2020-03-{day:02d}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as error:
+            statuses.append(error.code)
+    # Burst 4 split in two: 2 per worker (each process's full burst would have allowed up to 8).
+    assert standin.stats()["calls"] <= 4
+    assert statuses.count(200) == standin.stats()["calls"]
+    assert statuses.count(429) == 20 - statuses.count(200)
