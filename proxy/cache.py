@@ -6,9 +6,12 @@ The Redis store (redis_store.py) implements the same protocol; both pass one sha
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 from proxy.entry import Entry
+
+Clock = Callable[[], float]
 
 
 class Store(Protocol):
@@ -18,10 +21,9 @@ class Store(Protocol):
 
     async def get(self, key: str) -> Entry | None: ...
 
-    async def set(self, key: str, entry: Entry, now: float) -> None:
-        """Store `entry`, to be dropped at its stale_until (a past stale_until stores nothing)."""
-
-    async def delete(self, key: str) -> None: ...
+    async def set(self, key: str, entry: Entry, now: float) -> bool:
+        """Store `entry` until its stale_until; True if it was kept (a past deadline or an entry larger than
+        the store's cap is not)."""
 
     async def ping(self) -> None:
         """Raise StoreError if the store cannot serve."""
@@ -37,6 +39,7 @@ class MemoryLRU:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0
+        self.evictions = 0  # entries dropped to make room (not those that expired)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -56,19 +59,18 @@ class MemoryLRU:
         self._items.move_to_end(key)
         return entry
 
-    def put(self, key: str, entry: Entry, deadline: float, now: float) -> None:
+    def put(self, key: str, entry: Entry, deadline: float, now: float) -> bool:
+        """Keep `entry` until `deadline`; False if it cannot be kept (past deadline, larger than the cap)."""
         if key in self._items:
             self._drop(key)
         if deadline <= now or entry.size > self._max_bytes:
-            return
+            return False
         self._items[key] = (entry, deadline)
         self._bytes += entry.size
         while len(self._items) > self._max_entries or self._bytes > self._max_bytes:
             self._drop(next(iter(self._items)))
-
-    def pop(self, key: str) -> None:
-        if key in self._items:
-            self._drop(key)
+            self.evictions += 1
+        return True
 
     def _drop(self, key: str) -> None:
         entry, _ = self._items.pop(key)
@@ -80,33 +82,21 @@ class MemoryStore:
 
     name = "memory"
 
-    def __init__(self, max_entries: int, max_bytes: int, clock: Clock) -> None:
-        self._lru = MemoryLRU(max_entries, max_bytes)
+    def __init__(self, lru: MemoryLRU, clock: Clock) -> None:
+        self.lru = lru  # read synchronously by the hit path
         self._clock = clock
 
     def __len__(self) -> int:
-        return len(self._lru)
-
-    @property
-    def lru(self) -> MemoryLRU:
-        """The entries themselves, for readers that must not await (the hit path)."""
-        return self._lru
+        return len(self.lru)
 
     async def get(self, key: str) -> Entry | None:
-        return self._lru.get(key, self._clock())
+        return self.lru.get(key, self._clock())
 
-    async def set(self, key: str, entry: Entry, now: float) -> None:
-        self._lru.put(key, entry, entry.stale_until, now)
-
-    async def delete(self, key: str) -> None:
-        self._lru.pop(key)
+    async def set(self, key: str, entry: Entry, now: float) -> bool:
+        return self.lru.put(key, entry, entry.stale_until, now)
 
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
         return None
-
-
-class Clock(Protocol):
-    def __call__(self) -> float: ...

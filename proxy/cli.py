@@ -1,16 +1,13 @@
 """Start-up: arguments, Settings (the only place the environment is read), the server and its shutdown.
 
-`braze-proxy` serves on BRAZE_PROXY_HOST:BRAZE_PROXY_PORT; `--workers N` starts N processes sharing the
-port (SO_REUSEPORT). SIGTERM: report not-ready, stop accepting, finish in-flight requests within the
-grace period, close the pools.
+`braze-proxy` serves on BRAZE_PROXY_HOST:BRAZE_PROXY_PORT (server.py); `--workers N` starts N processes
+sharing the port (SO_REUSEPORT), supervised here.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import gc
 import logging
 import os
 import shutil
@@ -20,26 +17,18 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 from pydantic import ValidationError
 
 from proxy import __version__
 from proxy.metrics import MULTIPROC_ENV
-from proxy.settings import ENV_PREFIX, Settings, describe_error
-
-if TYPE_CHECKING:
-    from proxy.web import Runtime
+from proxy.settings import ENV_PREFIX, Settings, describe_error, describe_source_error, unknown_variables
 
 log = logging.getLogger("braze_proxy")
 
 EXIT_BAD_SETTINGS = 2
-EXIT_CANNOT_LISTEN = 3
 WORKER_ENV = "BRAZE_PROXY__WORKER"  # on processes started by --workers: how many there are (not a setting)
-METRICS_FLUSH_SECONDS = 1.0
-ACCEPT_SETTLE_SECONDS = 0.1
 
 
 def settings_help() -> str:
@@ -76,98 +65,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"braze-proxy: {describe_error(error)}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    except ValueError as error:  # e.g. a .env file that cannot be parsed
-        print(f"braze-proxy: invalid settings: {error}", file=sys.stderr)
+    except ValueError as error:  # a JSON setting that is not JSON, a .env file that cannot be parsed
+        print(f"braze-proxy: {describe_source_error(error)}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
+    unknown = unknown_variables(dict(os.environ))
     if args.check:
+        for name in unknown:
+            print(f"braze-proxy: warning: {name} is not a setting (a typo?); it is ignored", file=sys.stderr)
+        for name, value in settings.derived().items():
+            print(f"braze-proxy: derived {name} = {value}")
         print("braze-proxy: settings are valid")
         return 0
     from proxy.logs import configure
+    from proxy.server import serve
 
     configure(settings.log_level)
+    for name in unknown:
+        log.warning("not a setting (a typo?); ignored", extra={"variable": name})
     if args.workers > 1 and not os.environ.get(WORKER_ENV):
         return supervise(args.workers)
     workers = int(os.environ.get(WORKER_ENV) or 0)
     return serve(settings, reuse_port=workers > 0, workers=max(1, workers))
-
-
-def serve(settings: Settings, reuse_port: bool = False, workers: int = 1) -> int:
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(run_server(settings, reuse_port, workers))
-
-
-async def run_server(settings: Settings, reuse_port: bool, workers: int = 1) -> int:
-    from proxy.web import RUNTIME, create_app, create_ops_app, make_runner
-
-    app = create_app(settings, workers=workers)
-    runners: list[web.AppRunner] = []
-    main_runner = make_runner(app, settings)
-    await main_runner.setup()  # runs cleanup_ctx start-up: pools and service are built here
-    runners.append(main_runner)
-    port = settings.port  # the port being bound, for the error line
-    try:
-        site = web.TCPSite(main_runner, settings.host, settings.port, reuse_port=reuse_port or None, backlog=1024)
-        await site.start()
-        if settings.metrics_port is not None:
-            port = settings.metrics_port
-            ops_runner = make_runner(create_ops_app(app))
-            await ops_runner.setup()
-            runners.append(ops_runner)
-            await web.TCPSite(ops_runner, settings.host, settings.metrics_port, reuse_port=reuse_port or None).start()
-    except OSError as error:
-        print(f"braze-proxy: cannot listen on {settings.host}:{port}: {error.strerror}", file=sys.stderr)
-        for runner in reversed(runners):
-            await runner.cleanup()
-        return EXIT_CANNOT_LISTEN
-    log.info("listening", extra={"host": settings.host, "port": settings.port, "pid": os.getpid()})
-    flusher = asyncio.create_task(sample_every(app[RUNTIME], METRICS_FLUSH_SECONDS))
-    # What start-up built lives as long as the process: keep the collector from walking it again and again.
-    gc.freeze()
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-    # Draining: readiness says 503 at once; the main runner stops accepting and waits for in-flight
-    # requests (up to the grace period) before the pools close. The ops port stays up until then.
-    app[RUNTIME].draining = True
-    log.info("draining", extra={"grace_seconds": settings.shutdown_grace_seconds})
-    for listener in list(main_runner.sites):
-        await listener.stop()
-    # Connections accepted just before the listener closed get a moment to deliver their request, which
-    # then counts as in flight; without it aiohttp drops the request unanswered and idles out the grace.
-    await asyncio.sleep(ACCEPT_SETTLE_SECONDS)
-    if main_runner.server is not None:
-        main_runner.server.pre_shutdown()  # keep-alive connections close once their current request is answered
-    cancelled = await app[RUNTIME].drain(settings.shutdown_grace_seconds)
-    if cancelled:
-        log.warning("grace period over, cancelled requests", extra={"cancelled": cancelled})
-    await main_runner.cleanup()
-    for runner in runners[1:]:
-        await runner.cleanup()
-    flusher.cancel()
-    app[RUNTIME].metrics.flush()
-    log.info("stopped")
-    return 0
-
-
-async def sample_every(runtime: Runtime, seconds: float) -> None:
-    """Fold the hot path's batched counts into Prometheus and sample the entry gauges every `seconds`, so that
-    with `--workers N` a scrape answered by one worker sees the others' figures too (at most `seconds` old).
-    Runs until cancelled."""
-    from proxy.web import sample_metrics
-
-    while True:
-        await asyncio.sleep(seconds)
-        sample_metrics(runtime)
 
 
 def supervise(workers: int) -> int:

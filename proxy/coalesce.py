@@ -1,27 +1,25 @@
 """One upstream call per key: in-process shared tasks, and a short Redis lock across replicas.
 
 Inside a process, concurrent misses for one key await one task (shielded, so a client that hangs up
-does not cancel the call for the others). Across replicas, the first to SET NX the key's lock fetches;
-the others poll (MGET of entry, lock and failure marker: one round trip, one hash slot) until a fresh
-entry appears, the holder posts a failure marker, or the lock disappears and they may take it.
+does not cancel the call for the others). Across replicas, the first to SET NX the key's lock fills; a
+fill that ends without storing anything leaves a short-lived marker saying how it ended (Braze's answer to
+pass on, or the error), so the replicas that waited answer the same instead of each calling Braze.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
 
-import redis.asyncio as aioredis
-
-from proxy.entry import Entry, decode, encode
-from proxy.redis_store import entry_key, translated
+from proxy.redis_conn import RedisConnection
 
 T = TypeVar("T")
 
-# Taking the lock also clears the previous fill's failure marker: its waiters have had it, and a waiter
-# on this new fill must not be handed an error from a fill that already ended.
+# Taking the lock also clears the previous fill's marker: its waiters have had it, and a waiter on this new
+# fill must not be handed how a fill that already ended ended.
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('DEL', KEYS[2])
@@ -34,6 +32,9 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+_MAGIC = b"M1|"
+MAX_MARKER_SECONDS = 60.0  # a marker outlives its waiters' poll by far, and never a broken Retry-After
 
 
 class Flights(Generic[T]):
@@ -49,55 +50,87 @@ class Flights(Generic[T]):
         """Whether a task for `key` is under way in this process."""
         return key in self._running
 
-    async def run(self, key: str, make: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """The result of the one task for `key`, and whether this caller joined an existing one."""
+    def run(self, key: str, make: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, tuple[T, bool]]:
+        """The result of the one task for `key`, and whether this caller joined an existing one.
+
+        The task is started (or joined) when `run` is called, not when its result is first awaited: a caller
+        that wraps the call in a task of its own (a background refresh) is one flight from that moment on."""
         task = self._running.get(key)
         joined = task is not None
         if task is None:
             task = asyncio.ensure_future(make())
             self._running[key] = task
             task.add_done_callback(lambda _: self._running.pop(key, None))
-        return await asyncio.shield(task), joined
+        return _shielded(task, joined)
 
     def tasks(self) -> list[asyncio.Task[T]]:
         return list(self._running.values())
 
 
-class ClusterLock:
-    """A per-key fill lock in Redis, plus a short-lived marker carrying a failed fill's answer."""
+async def _shielded(task: asyncio.Future[T], joined: bool) -> tuple[T, bool]:
+    return await asyncio.shield(task), joined
 
-    def __init__(self, client: aioredis.Redis, prefix: str, timeout: float, lock_seconds: float) -> None:
-        self._client = client
-        self._prefix = prefix
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """How a fill that stored nothing ended, for the replicas that waited on it."""
+
+    kind: Literal["passed_on", "error"]  # Braze's answer (passed on as it is), or the proxy's error answer
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    retry_after: float | None = None  # a 429's, in seconds from when the marker was posted
+
+
+def encode_marker(marker: Marker) -> bytes:
+    retry = "" if marker.retry_after is None else f"{marker.retry_after:.3f}"
+    header = f"{marker.kind}|{marker.status}|{retry}|{marker.content_type}\n".encode()
+    return _MAGIC + header + marker.body
+
+
+def decode_marker(data: bytes) -> Marker | None:
+    """The marker, or None for bytes not written by encode_marker."""
+    if not data.startswith(_MAGIC) or (newline := data.find(b"\n")) < 0:
+        return None
+    try:
+        kind, status, retry, ctype = data[len(_MAGIC) : newline].decode().split("|", 3)
+        if kind not in ("passed_on", "error"):
+            return None
+        return Marker(kind, int(status), data[newline + 1 :], ctype, float(retry) if retry else None)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+class ClusterLock:
+    """Per-fill locks in Redis and the markers of fills that stored nothing. `base` is a Redis key whose hash
+    tag the lock and marker share (one Cluster slot)."""
+
+    def __init__(self, conn: RedisConnection, timeout: float, lock_seconds: float) -> None:
+        self._conn = conn
         self._timeout = timeout
         self._lock_ms = int(lock_seconds * 1000)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._acquire = conn.script(_ACQUIRE)
+        self._release = conn.script(_RELEASE)
 
-    async def acquire(self, key: str) -> str | None:
-        """A token if this replica now holds the fill lock for `key`, else None."""
+    async def acquire(self, base: str) -> str | None:
+        """A token if this replica now holds the fill lock of `base`, else None."""
         token = secrets.token_hex(8)
-        base = entry_key(self._prefix, key)
-        async with translated(self._timeout):
-            got = await self._acquire(keys=[base + ":lock", base + ":fail"], args=[token, self._lock_ms])
+        async with self._conn.translated(self._timeout):
+            got = await self._acquire([base + ":lock", base + ":fail"], [token, self._lock_ms])
         return token if got else None
 
-    async def release(self, key: str, token: str) -> None:
-        async with translated(self._timeout):
-            await self._release(keys=[entry_key(self._prefix, key) + ":lock"], args=[token])
+    async def release(self, base: str, token: str) -> None:
+        async with self._conn.translated(self._timeout):
+            await self._release([base + ":lock"], [token])
 
-    async def post_failure(self, key: str, answer: Entry, seconds: float) -> None:
-        """Tell waiting replicas how the fill ended, so they answer the same instead of retrying."""
-        async with translated(self._timeout):
-            await self._client.set(entry_key(self._prefix, key) + ":fail", encode(answer), px=int(seconds * 1000))
+    async def post(self, base: str, marker: Marker, seconds: float) -> None:
+        """Tell the replicas waiting on this fill how it ended, so they answer the same instead of retrying."""
+        keep_ms = max(1, int(min(seconds, MAX_MARKER_SECONDS) * 1000))
+        async with self._conn.translated(self._timeout):
+            await self._conn.client.set(base + ":fail", encode_marker(marker), px=keep_ms)
 
-    async def peek(self, key: str) -> tuple[Entry | None, bool, Entry | None]:
-        """(entry, lock held, failure marker) for `key`, in one round trip."""
-        base = entry_key(self._prefix, key)
-        async with translated(self._timeout):
-            entry, lock, fail = await self._client.mget(base, base + ":lock", base + ":fail")
-        return (
-            decode(entry) if entry is not None else None,
-            lock is not None,
-            decode(fail) if fail is not None else None,
-        )
+    async def peek(self, base: str) -> tuple[bool, Marker | None]:
+        """(lock held, marker) of `base`, in one round trip."""
+        async with self._conn.translated(self._timeout):
+            lock, marker = await self._conn.client.mget(base + ":lock", base + ":fail")
+        return lock is not None, decode_marker(marker) if isinstance(marker, bytes) else None

@@ -1,19 +1,37 @@
-"""The proxy's error tree. Each error knows its HTTP status and its Braze-style JSON body.
+"""The proxy's error tree. Each error carries its own facts: HTTP status, Braze-style JSON body, headers
+(Retry-After), whether a stale entry may answer in its place (and the metric label for it), and its
+Cache-Status. Nothing outside this module asks an error what class it is.
 
 Third-party exceptions (aiohttp, redis) are translated into these where they enter (upstream.py,
-redis_store.py); web.py turns them into responses in one place.
+redis_conn.py); web.py turns them into responses in one place.
 """
 
 from __future__ import annotations
 
 import json
+import math
+
+from proxy.cache_status import BYPASS, CacheStatus
+
+MAX_RETRY_AFTER = 3600  # Braze's window is an hour: never tell a client to wait longer
+
+
+def retry_after_seconds(seconds: float) -> int:
+    """Whole seconds for a Retry-After header: rounded up, at least 1, at most an hour."""
+    if not math.isfinite(seconds):
+        return MAX_RETRY_AFTER
+    return min(MAX_RETRY_AFTER, max(1, math.ceil(seconds)))
 
 
 class ProxyError(Exception):
     """Base: an answer the proxy gives instead of the upstream's."""
 
     status = 500
-    message = "internal error"
+    message = "Internal error"
+    # The stale_served reason when a stale entry may answer instead of this error; None: it may not.
+    stale_reason: str | None = None
+    upstream_status: int | None = None  # what Braze answered, when the error is about its answer
+    retry_after: int | None = None  # seconds, for the Retry-After header
 
     def __init__(self, message: str | None = None, errors: list[str] | None = None) -> None:
         self.message = message or self.message
@@ -29,41 +47,63 @@ class ProxyError(Exception):
     def headers(self) -> dict[str, str]:
         return {}
 
+    def cache_status(self) -> CacheStatus:
+        return CacheStatus("error", fwd="miss")
 
-class InvalidRequest(ProxyError):
+
+class ClientError(ProxyError):
+    """The request itself is wrong: answered without looking at the cache or the upstream."""
+
+    def cache_status(self) -> CacheStatus:
+        return BYPASS
+
+
+class InvalidRequest(ClientError):
     """Bad input: never reaches the upstream."""
 
     status = 400
     message = "Invalid request"
 
 
-class Unauthorized(ProxyError):
+class Unauthorized(ClientError):
     status = 401
     message = "Invalid API key: a valid 'Authorization: Bearer <key>' header is required"
 
 
-class NotFound(ProxyError):
+class NotFound(ClientError):
     status = 404
     message = "Not found"
 
 
-class MethodNotAllowed(ProxyError):
+class MethodNotAllowed(ClientError):
     status = 405
     message = "Method not allowed"
 
+    def __init__(self, allowed: str = "GET") -> None:
+        super().__init__(f"Method not allowed: this resource answers {allowed} only")
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allowed}  # RFC 9110 §15.5.6
+
 
 class RateLimited(ProxyError):
-    """The shared upstream budget is spent; the client may retry after `retry_after` seconds."""
+    """The proxy's own budget refused the call; the client may retry after `retry_after` seconds."""
 
     status = 429
-    message = "Rate limit exceeded: the proxy's upstream budget is spent"
+    message = "Rate limit exceeded: the proxy's upstream budget for this workspace is spent"
+    stale_reason = "rate_limited"
 
-    def __init__(self, retry_after: float, message: str | None = None) -> None:
+    def __init__(self, retry_after: float, message: str | None = None, detail: str = "budget-spent") -> None:
         super().__init__(message)
-        self.retry_after = max(1, int(retry_after + 0.999))
+        self.retry_after = retry_after_seconds(retry_after)
+        self.detail = detail
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+    def cache_status(self) -> CacheStatus:
+        return CacheStatus("error", fwd="miss", detail=self.detail)
 
 
 class UpstreamError(ProxyError):
@@ -71,29 +111,44 @@ class UpstreamError(ProxyError):
 
     status = 502
     message = "Bad gateway: the Braze API did not answer successfully"
+    stale_reason = "upstream_error"
 
-    def __init__(self, message: str | None = None, upstream_status: int | None = None) -> None:
+    def __init__(self, message: str | None = None, upstream_status: int | None = None, retryable: bool = False) -> None:
         super().__init__(message)
         self.upstream_status = upstream_status
+        self.retryable = retryable  # failed before any answer arrived: another attempt may get one
+
+    def cache_status(self) -> CacheStatus:
+        if self.upstream_status is not None:
+            return CacheStatus("error", fwd="miss", fwd_status=self.upstream_status)
+        return CacheStatus("error", fwd="miss", detail="error")
 
 
 class UpstreamTimeout(UpstreamError):
     status = 504
     message = "Gateway timeout: the Braze API did not answer in time"
+    stale_reason = "timeout"
+
+    def cache_status(self) -> CacheStatus:
+        return CacheStatus("error", fwd="miss", detail="timeout")
 
 
 class UpstreamRateLimited(UpstreamError):
-    """Braze itself said 429 (or we know it would): passed on as 429 with Retry-After."""
+    """Braze itself answered 429: passed on as 429 with Retry-After, and said to be Braze's."""
 
     status = 429
-    message = "Rate limit exceeded: the Braze API's rate limit is spent"
+    message = "Rate limit exceeded: the Braze API answered 429 (the workspace's rate limit at Braze is spent)"
+    stale_reason = "rate_limited"
 
     def __init__(self, retry_after: float, message: str | None = None) -> None:
         super().__init__(message, upstream_status=429)
-        self.retry_after = max(1, int(retry_after + 0.999))
+        self.retry_after = retry_after_seconds(retry_after)
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+    def cache_status(self) -> CacheStatus:
+        return CacheStatus("error", fwd="miss", fwd_status=429, detail="braze-rate-limited")
 
 
 class RelayedError(UpstreamError):
@@ -103,7 +158,8 @@ class RelayedError(UpstreamError):
         super().__init__("relayed", upstream_status=status)
         self.status = status
         self._body = body
-        self.retry_after = None if retry_after is None else max(1, int(retry_after + 0.999))
+        self.retry_after = None if retry_after is None else retry_after_seconds(retry_after)
+        self.stale_reason = {429: "rate_limited", 503: "unavailable", 504: "timeout"}.get(status, "upstream_error")
 
     def body(self) -> bytes:
         return self._body
@@ -111,13 +167,28 @@ class RelayedError(UpstreamError):
     def headers(self) -> dict[str, str]:
         return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
+    def cache_status(self) -> CacheStatus:
+        return CacheStatus("error", fwd="miss", fwd_status=self.status, collapsed=True)
+
 
 class Unavailable(ProxyError):
-    """The proxy cannot answer safely right now (draining, or Redis down with the fail-closed policy)."""
+    """The proxy cannot answer safely right now (Redis down with the fail-closed policy)."""
 
     status = 503
     message = "Service unavailable"
+    stale_reason = "unavailable"
+
+    def cache_status(self) -> CacheStatus:
+        return CacheStatus("error", fwd="miss", detail="unavailable")
 
 
 class StoreError(Exception):
-    """A cache store failed (Redis unreachable or timed out). Internal: callers degrade, never answer it."""
+    """A cache store failed. Internal: callers degrade, never answer it.
+
+    `refused_write` tells a store that answers but refuses writes (Redis out of memory, or a demoted master
+    answering READONLY) apart from one that cannot be reached: reads still work in the first case.
+    """
+
+    def __init__(self, message: str, *, refused_write: bool = False) -> None:
+        super().__init__(message)
+        self.refused_write = refused_write

@@ -2,6 +2,7 @@
 
 - open:    the series' last bucket has not closed yet, its counts still grow (short TTL, shorter for hours);
 - recent:  the last bucket closed less than a settle window ago, Braze may still revise it (medium TTL);
+           the window is the endpoint's own where it has one (campaigns, sends and Canvas: 14 days), else the setting;
 - settled: older (long TTL).
 """
 
@@ -46,6 +47,9 @@ def decide(question: Question, now: datetime, policy: FreshnessPolicy) -> Freshn
     if age < 0:
         ttl = policy.ttl_open_hour if hourly else policy.ttl_open_day
         return Freshness("open", ttl, policy.stale_seconds)
-    if age < (policy.settle_window_hour if hourly else policy.settle_window_day):
+    window = question.endpoint.settle_seconds
+    if window is None:
+        window = policy.settle_window_hour if hourly else policy.settle_window_day
+    if age < window:
         return Freshness("recent", policy.ttl_recent_hour if hourly else policy.ttl_recent_day, policy.stale_seconds)
     return Freshness("settled", policy.ttl_settled, policy.stale_seconds)

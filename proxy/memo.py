@@ -3,7 +3,7 @@
 Parsing a query and hashing a credential cost more than serving a hit from the L1, and clients repeat the
 same request strings. The memo maps (raw query string, Authorization header) to their resolution until
 `valid_until`: forever for an explicit `ending_at`, the end of the current bucket for an omitted one (the
-key moves to the next bucket then), never for an unfloored "now". Only valid requests are remembered; a
+key moves to the next bucket then). Only valid requests are remembered; a
 refused one is parsed (and refused) every time. Bounded by entries and by bytes (a query and a header may each
 be several KB): emptied when full, so a flood of distinct queries costs re-parsing, never memory.
 """
@@ -11,9 +11,13 @@ be several KB): emptied when full, so a flood of distinct queries costs re-parsi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from proxy.aiohttp_hooks import SERVER
+from proxy.cache_status import CacheStatus
 from proxy.credentials import Credential
 from proxy.entry import Entry
+from proxy.metrics import BatchedCounter
 from proxy.query import Question
 
 MAX_ENTRIES = 10_000
@@ -27,8 +31,26 @@ class Resolved:
     question: Question
     credential: Credential
     valid_until: float  # epoch seconds
+    instant: datetime | None = None  # the client's own ending_at (None: "now"), for answers made exactly
     # The last hit answered for this request: (entry, ttl, age, headers), reused while all three are the same.
     rendered: tuple[Entry, int, int, dict[str, str]] | None = field(default=None, compare=False)
+    # The team's batched (requests, hits) counters, bound once by the web shell.
+    team: tuple[BatchedCounter, BatchedCounter] | None = field(default=None, compare=False)
+
+    def headers(self, entry: Entry, now: float) -> dict[str, str]:
+        """The headers of a hit on `entry` at `now`: the last ones again while entry, ttl and age are the same."""
+        ttl, age = int(entry.fresh_until - now), int(now - entry.stored_at)
+        rendered = self.rendered
+        if rendered is not None and rendered[0] is entry and rendered[1] == ttl and rendered[2] == age:
+            return rendered[3]
+        headers = {
+            "Content-Type": entry.content_type,
+            "Server": SERVER,
+            "Cache-Status": CacheStatus("hit", ttl=ttl).render(),
+            "Age": str(max(0, age)),
+        }
+        self.rendered = (entry, ttl, age, headers)
+        return headers
 
 
 class QuestionMemo:

@@ -1,19 +1,34 @@
-"""The metric objects, on a registry of their own (no module-level globals).
+"""The metric families, declared as data, on a registry of their own (no module-level globals).
 
-Recorded by the shells (web.py, service.py) from decisions' results, never from pure code.
-Labels are bounded sets only: never a key, an app_id, a segment_id or a credential.
+Recorded by the shells from decisions' results, never from pure code. Labels are bounded sets only: never
+a key, an app_id, a segment_id or a credential; `team` is a configured team name (or one shared label),
+`workspace` a configured workspace name, `braze_endpoint` one of the routed endpoints' names.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import prometheus_client
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy import __version__
+from proxy.procstats import GcCounters, ProxyProcesses
 
 # Set (by `--workers N`'s supervisor) before prometheus_client is imported: values then live in files there,
 # one per process, and /metrics adds them up across the workers.
@@ -21,6 +36,118 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+# The batched histogram adds to prometheus_client's per-bucket values directly (no public API does bulk
+# adds): fail at import, loudly, if a release moves them, rather than export zeros.
+_probe = Histogram("braze_proxy_probe", "internals check", registry=None)
+if not all(hasattr(_probe, name) for name in ("_upper_bounds", "_buckets", "_sum")):  # pragma: no cover
+    raise ImportError("prometheus_client's Histogram internals changed: proxy.metrics.BatchedHistogram needs updating")
+del _probe
+
+# No `_created` series: they double the series count for nothing.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    attr: str
+    kind: type[Counter] | type[Gauge] | type[Histogram]
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    mode: str = "all"  # a gauge's aggregation across --workers processes
+
+    def build(self, registry: CollectorRegistry) -> Any:
+        kwargs: dict[str, Any] = {"registry": registry}
+        if self.kind is Histogram:
+            kwargs["buckets"] = self.buckets
+        if self.kind is Gauge:
+            kwargs["multiprocess_mode"] = self.mode
+        return self.kind(self.name, self.help, list(self.labels), **kwargs)
+
+
+C, G, H = Counter, Gauge, Histogram
+EP = "braze_endpoint"
+FAMILIES: tuple[Family, ...] = (
+    Family("build_info", G, "braze_proxy_build_info", "Build of the running proxy (always 1)", ("version",),
+           mode="max"),
+    # RED
+    Family("requests", C, "braze_proxy_requests", "Requests answered, by endpoint, cache outcome and status code",
+           (EP, "cache", "code")),
+    Family("request_duration", H, "braze_proxy_request_duration_seconds",
+           "Time to answer a request, by endpoint and cache outcome", (EP, "cache"), LATENCY_BUCKETS),
+    Family("inflight", G, "braze_proxy_inflight_requests", "Requests being answered now", mode="livesum"),
+    # cache
+    Family("cache_ops", C, "braze_proxy_cache_operations",
+           "Cache store operations by store (l1, memory, redis, series), operation and result",
+           ("store", "op", "result")),
+    Family("cache_op_duration", H, "braze_proxy_cache_operation_duration_seconds", "Latency of cache store operations",
+           ("store", "op"), REDIS_BUCKETS),
+    Family("cache_entries", G, "braze_proxy_cache_entries", "Entries held in process (l1, memory, series)",
+           ("store",), mode="livesum"),
+    Family("cache_bytes", G, "braze_proxy_cache_bytes", "Bytes held in process (l1, memory, series)", ("store",),
+           mode="livesum"),
+    Family("cache_evictions", C, "braze_proxy_cache_evictions",
+           "Entries dropped from an in-process cache to make room (l1, memory, series)", ("store",)),
+    Family("redis_up", G, "braze_proxy_redis_up",
+           "1 while Redis answers (writes may still be refused: see redis_state), 0 while unreachable",
+           mode="livemin"),
+    Family("redis_state", G, "braze_proxy_redis_state",
+           "1 for the current Redis state (up, degraded_writes, down), 0 for the others", ("state",), mode="livemax"),
+    # upstream
+    Family("upstream_requests", C, "braze_proxy_upstream_requests",
+           "Calls to Braze by endpoint and outcome: the HTTP status code, or timeout / error", (EP, "code")),
+    Family("upstream_duration", H, "braze_proxy_upstream_request_duration_seconds", "Latency of calls to Braze",
+           (EP,), LATENCY_BUCKETS),
+    Family("upstream_retries", C, "braze_proxy_upstream_retries", "Retries of failed upstream calls", (EP,)),
+    Family("upstream_rate_remaining", G, "braze_proxy_upstream_rate_limit_remaining",
+           "X-RateLimit-Remaining as Braze last reported it", ("workspace",), mode="mostrecent"),
+    Family("upstream_rate_limit", G, "braze_proxy_upstream_rate_limit_limit",
+           "X-RateLimit-Limit as Braze last reported it", ("workspace",), mode="mostrecent"),
+    Family("upstream_rate_reset", G, "braze_proxy_upstream_rate_limit_reset_timestamp_seconds",
+           "X-RateLimit-Reset as Braze last reported it (epoch seconds)", ("workspace",), mode="mostrecent"),
+    # budget
+    Family("budget_rate", G, "braze_proxy_budget_calls_per_second",
+           "Configured upstream calls per second, by workspace and budget group", ("workspace", "group"), mode="max"),
+    Family("tokens", G, "braze_proxy_rate_limit_tokens", "Tokens left in the shared bucket after the last take",
+           ("workspace", "group"), mode="mostrecent"),
+    Family("token_waits", C, "braze_proxy_rate_limit_waits", "Requests that waited for a token"),
+    Family("token_wait_seconds", H, "braze_proxy_rate_limit_wait_seconds", "How long requests waited for a token",
+           buckets=WAIT_BUCKETS),
+    Family("token_rejections", C, "braze_proxy_rate_limit_rejections",
+           "Upstream calls not made for want of budget, by reason (tokens, team_share, upstream_remaining, "
+           "upstream_429)", ("reason",)),
+    # teams
+    Family("team_requests", C, "braze_proxy_team_requests", "Requests by team", ("team",)),
+    Family("team_hits", C, "braze_proxy_team_hits", "Requests answered without an upstream call of their own, by team",
+           ("team",)),
+    Family("team_upstream_calls", C, "braze_proxy_team_upstream_calls", "Calls to Braze made for a team", ("team",)),
+    Family("team_refusals", C, "braze_proxy_team_refusals", "Requests refused for want of budget (429), by team",
+           ("team",)),
+    Family("remembered_refusals", C, "braze_proxy_remembered_refusals",
+           "Requests answered with a 401/403 Braze gave the same credential a moment ago (no upstream call)"),
+    # coalescing and stale
+    Family("coalesced", C, "braze_proxy_coalesced_requests",
+           "Requests answered by another request's upstream call (scope: process, cluster)", ("scope",)),
+    Family("stale_served", C, "braze_proxy_stale_served",
+           "Stale answers served, by reason (revalidate, upstream_error, timeout, rate_limited, unavailable)",
+           ("reason",)),
+    Family("refreshes", C, "braze_proxy_background_refreshes",
+           "Background refreshes (stale-while-revalidate) by result (ok, error)", ("result",)),
+    # windows assembled from buckets
+    Family("series_buckets", C, "braze_proxy_series_buckets",
+           "Buckets in answers, by source (store: kept from an earlier call; fetched: by this answer's call)",
+           ("source",)),
+    Family("calls_avoided", C, "braze_proxy_upstream_calls_avoided",
+           "Questions answered by assembling buckets kept from other questions' calls"),
+    Family("widened_fetches", C, "braze_proxy_widened_fetches",
+           "Upstream calls widened to the endpoint's longest window"),
+    Family("label_mismatches", C, "braze_proxy_label_mismatches",
+           "Answers whose time labels were not the buckets expected (a reporting time zone that differs from the "
+           "workspace's): answered by an exact call instead", ("unit",)),
+)  # fmt: skip
 
 
 class BatchedCounter:
@@ -72,131 +199,60 @@ class BatchedHistogram:
 
 
 class Metrics:
+    build_info: Gauge
+    requests: Counter
+    request_duration: Histogram
+    inflight: Gauge
+    cache_ops: Counter
+    cache_op_duration: Histogram
+    cache_entries: Gauge
+    cache_bytes: Gauge
+    cache_evictions: Counter
+    redis_up: Gauge
+    redis_state: Gauge
+    upstream_requests: Counter
+    upstream_duration: Histogram
+    upstream_retries: Counter
+    upstream_rate_remaining: Gauge
+    upstream_rate_limit: Gauge
+    upstream_rate_reset: Gauge
+    budget_rate: Gauge
+    tokens: Gauge
+    token_waits: Counter
+    token_wait_seconds: Histogram
+    token_rejections: Counter
+    team_requests: Counter
+    team_hits: Counter
+    team_upstream_calls: Counter
+    team_refusals: Counter
+    remembered_refusals: Counter
+    coalesced: Counter
+    stale_served: Counter
+    refreshes: Counter
+    series_buckets: Counter
+    calls_avoided: Counter
+    widened_fetches: Counter
+    label_mismatches: Counter
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._batched: list[BatchedCounter | BatchedHistogram] = []
-        r = self.registry
-        self.build_info = Gauge(
-            "braze_proxy_build_info", "Build of the running proxy (always 1)", ["version", "python"], registry=r,
-            multiprocess_mode="max",
-        )  # fmt: skip
-        self.build_info.labels(__version__, platform.python_version()).set(1)
+        for family in FAMILIES:
+            setattr(self, family.attr, family.build(self.registry))
+        self.build_info.labels(__version__).set(1)
+        # With --workers, exposition() adds every process's own (procstats.py), and GC counts are counters here.
+        self._gc = GcCounters(self.registry) if os.environ.get(MULTIPROC_ENV) else None
+        if self._gc is None:
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                self.registry.register(collector)
 
-        # RED
-        self.requests = Counter(
-            "braze_proxy_requests_total",
-            "Requests answered, by endpoint, cache outcome and HTTP status code",
-            ["endpoint", "cache", "code"],
-            registry=r,
-        )
-        self.request_duration = Histogram(
-            "braze_proxy_request_duration_seconds",
-            "Time to answer a request, by endpoint and cache outcome",
-            ["endpoint", "cache"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.inflight = Gauge(
-            "braze_proxy_inflight_requests", "Requests being answered now", registry=r, multiprocess_mode="livesum"
-        )
-
-        # cache
-        self.cache_ops = Counter(
-            "braze_proxy_cache_operations_total",
-            "Cache store operations by store (l1, memory, redis), operation and result (hit, miss, ok, error)",
-            ["store", "op", "result"],
-            registry=r,
-        )
-        self.cache_op_duration = Histogram(
-            "braze_proxy_cache_operation_duration_seconds",
-            "Latency of cache store operations",
-            ["store", "op"],
-            buckets=REDIS_BUCKETS,
-            registry=r,
-        )
-        self.cache_entries = Gauge(
-            "braze_proxy_cache_entries", "Entries held in process (l1, memory)", ["store"], registry=r,
-            multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.redis_up = Gauge(
-            "braze_proxy_redis_up", "1 when Redis is configured and reachable, 0 while degraded", registry=r,
-            multiprocess_mode="livemin",  # with several workers: 0 if any of them cannot reach Redis
-        )  # fmt: skip
-
-        # upstream
-        self.upstream_requests = Counter(
-            "braze_proxy_upstream_requests_total",
-            "Calls to Braze by outcome: the HTTP status code, or timeout / error",
-            ["endpoint", "code"],
-            registry=r,
-        )
-        self.upstream_duration = Histogram(
-            "braze_proxy_upstream_request_duration_seconds",
-            "Latency of calls to Braze",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.upstream_retries = Counter(
-            "braze_proxy_upstream_retries_total", "Retries of failed upstream calls", ["endpoint"], registry=r
-        )
-        self.upstream_rate_remaining = Gauge(
-            "braze_proxy_upstream_rate_limit_remaining", "X-RateLimit-Remaining as Braze last reported it",
-            registry=r, multiprocess_mode="mostrecent",
-        )  # fmt: skip
-        self.upstream_rate_limit = Gauge(
-            "braze_proxy_upstream_rate_limit_limit", "X-RateLimit-Limit as Braze last reported it", registry=r,
-            multiprocess_mode="mostrecent",
-        )  # fmt: skip
-        self.upstream_rate_reset = Gauge(
-            "braze_proxy_upstream_rate_limit_reset_timestamp_seconds",
-            "X-RateLimit-Reset as Braze last reported it (epoch seconds)",
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-
-        # budget
-        self.budget_per_hour = Gauge(
-            "braze_proxy_rate_limit_budget_per_hour", "Configured upstream calls per hour", registry=r,
-            multiprocess_mode="max",
-        )  # fmt: skip
-        self.tokens = Gauge(
-            "braze_proxy_rate_limit_tokens", "Tokens left in the shared bucket after the last take", registry=r,
-            multiprocess_mode="mostrecent",
-        )  # fmt: skip
-        self.token_waits = Counter("braze_proxy_rate_limit_waits_total", "Requests that waited for a token", registry=r)
-        self.token_wait_seconds = Histogram(
-            "braze_proxy_rate_limit_wait_seconds",
-            "How long requests waited for a token",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
-            registry=r,
-        )
-        self.token_rejections = Counter(
-            "braze_proxy_rate_limit_rejections_total",
-            "Upstream calls not made for want of budget, by reason (tokens, upstream_remaining, upstream_429)",
-            ["reason"],
-            registry=r,
-        )
-
-        # coalescing and stale
-        self.coalesced = Counter(
-            "braze_proxy_coalesced_requests_total",
-            "Requests answered by another request's upstream call (scope: process, cluster)",
-            ["scope"],
-            registry=r,
-        )
-        self.stale_served = Counter(
-            "braze_proxy_stale_served_total",
-            "Stale answers served, by reason (revalidate, upstream_error, timeout, rate_limited, unavailable)",
-            ["reason"],
-            registry=r,
-        )
-        self.refreshes = Counter(
-            "braze_proxy_background_refreshes_total",
-            "Background refreshes (stale-while-revalidate) by result (ok, error)",
-            ["result"],
-            registry=r,
-        )
+    def initialise(self, labels: Mapping[str, Iterable[tuple[str, ...]]]) -> None:
+        """Create the children of known label values at zero, so rates and alerts see them before their first
+        event (`labels`: metric attribute -> label tuples)."""
+        for attr, values in labels.items():
+            metric = getattr(self, attr)
+            for value in values:
+                metric.labels(*value)
 
     def batched_counter(self, child: Counter) -> BatchedCounter:
         """A hot-path view of `child` (a labelled counter), folded in by `flush()`."""
@@ -214,6 +270,8 @@ class Metrics:
         """Fold what the hot path counted into the Prometheus metrics (before a scrape; every second)."""
         for batched in self._batched:
             batched.flush()
+        if self._gc is not None:
+            self._gc.update()
 
     def exposition(self) -> tuple[bytes, str]:
         """(body, content type) of /metrics: this process's metrics, or with `--workers N` every worker's."""
@@ -223,4 +281,7 @@ class Metrics:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        # Every process's own process_* (by pid), and the platform's python_info (the GC counts are in the files).
+        registry.register(ProxyProcesses(path))
+        registry.register(PLATFORM_COLLECTOR)
         return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from urllib.parse import quote, unquote_to_bytes
 
 from proxy.endpoints import Endpoint
@@ -25,10 +25,9 @@ _UNITS: dict[str, Unit] = {"day": "day", "hour": "hour"}
 
 @dataclass(frozen=True, slots=True)
 class KeyRules:
-    """How instants are normalized: the reporting zone, and whether ending_at is floored to its bucket."""
+    """How instants are normalized: to the start of their bucket in the reporting zone."""
 
     zone: tzinfo
-    floor: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,47 +35,95 @@ class Question:
     """One canonical question to one endpoint."""
 
     endpoint: Endpoint
-    length: int
+    length: int  # 0 when the window is given by `starting_at` instead (Canvas)
     unit: Unit
-    ending_at: datetime  # aware, UTC; the bucket start when flooring is on
+    ending_at: datetime  # aware, UTC: the start of the bucket the asked instant falls in
     filters: tuple[tuple[str, str], ...]  # (name, value), in the endpoint's declared order, present only
+    starting_at: datetime | None = None  # aware, UTC: the start of the first day (Canvas), else None
+    options: tuple[str, ...] = ()  # the endpoint's boolean options that are true, in its declared order
 
     def cache_key(self, scope: str) -> str:
-        """`v1:<scope>:<endpoint>:<length>:<unit>:<ending_at epoch>[:name=value...]`.
+        """`v1:<scope>:<endpoint>:<length>:<unit>:<ending_at epoch>[:name=value...][:from=<epoch>][:<option>]`.
 
         `scope` identifies the upstream credential by hash, never by value.
         """
-        ts = self.ending_at
-        epoch = int(ts.timestamp())
-        stamp = f"{epoch}.{ts.microsecond:06d}" if ts.microsecond else str(epoch)
-        key = f"{KEY_VERSION}:{scope}:{self.endpoint.name}:{self.length}:{self.unit}:{stamp}"
+        key = f"{KEY_VERSION}:{scope}:{self.endpoint.name}:{self.length}:{self.unit}:{_stamp(self.ending_at)}"
         for name, value in self.filters:
             key += f":{name}={quote(value, safe='')}"
+        if self.starting_at is not None:
+            key += f":from={_stamp(self.starting_at)}"
+        for option in self.options:
+            key += f":{option}"
         return key
 
     def upstream_params(self, zone: tzinfo) -> list[tuple[str, str]]:
-        """The canonical query sent upstream (always explicit, in a fixed order)."""
-        params = [
-            ("length", str(self.length)),
-            ("unit", self.unit),
-            ("ending_at", format_instant(self.ending_at, zone)),
-        ]
+        """The canonical query sent upstream (always explicit, in a fixed order). Day-only endpoints take no
+        `unit`; options go as `true` (false is Braze's default, so it is left out)."""
+        params: list[tuple[str, str]] = []
+        if self.starting_at is not None:
+            params.append(("starting_at", format_instant(self.starting_at, zone)))
+        else:
+            params.append(("length", str(self.length)))
+        if self.endpoint.supports_hour:
+            params.append(("unit", self.unit))
+        params.append(("ending_at", format_instant(self.ending_at, zone)))
         params.extend(self.filters)
+        params.extend((option, "true") for option in self.options)
         return params
+
+
+def _stamp(ts: datetime) -> str:
+    epoch = int(ts.timestamp())
+    return f"{epoch}.{ts.microsecond:06d}" if ts.microsecond else str(epoch)
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedQuery:
     question: Question
-    legacy_api_key: str | None  # the `api_key` query parameter, if the client used it
     # Epoch seconds before which the same raw query still means this question: always, when ending_at is
-    # given; the end of the current bucket when it is omitted ("now") and floored; not past `now` otherwise.
+    # given; the end of the current bucket when it is omitted ("now").
     valid_until: float = math.inf
+    # The `ending_at` instant as asked (not floored to its bucket); None when omitted or empty ("now").
+    instant: datetime | None = None
 
 
 def parse_query(pairs: Iterable[tuple[str, str]], endpoint: Endpoint, rules: KeyRules, now: datetime) -> ParsedQuery:
     """Validate decoded query pairs against `endpoint`; raises InvalidRequest naming every problem."""
+    values, errors = _collect(pairs, endpoint)
+    window = values.get("starting_at") if endpoint.starting_at else None
+    if window:
+        length: int | None = 0
+        if values.get("length"):
+            errors.append("give either 'length' or 'starting_at', not both")
+    else:
+        length = _parse_length(values.get("length"), endpoint, errors)
+    unit = _parse_unit(values.get("unit"), endpoint, errors)
+    ending_at = _parse_instant("ending_at", values.get("ending_at"), rules.zone, errors, now)
+    starting_at = _parse_instant("starting_at", window, rules.zone, errors) if window else None
+    filters = _parse_filters(values, endpoint, errors)
+    options = _parse_options(values, endpoint, errors)
+    if errors or length is None or unit is None or ending_at is None:
+        raise InvalidRequest(f"Invalid request: {errors[0]}", errors)
+    if starting_at is not None:
+        starting_at = bucket_start(starting_at, unit, rules.zone)
+        if starting_at > bucket_start(ending_at, unit, rules.zone):
+            message = "parameter 'starting_at' must not be after 'ending_at'"
+            raise InvalidRequest(f"Invalid request: {message}", [message])
+    asked = ending_at if values.get("ending_at") else None
+    ending_at = bucket_start(ending_at, unit, rules.zone)
+    valid_until = math.inf
+    if asked is None:  # "now": the question changes when the current bucket ends
+        valid_until = bucket_end(ending_at, unit, rules.zone).timestamp()
+    question = Question(endpoint, length, unit, ending_at, filters, starting_at, options)
+    return ParsedQuery(question, valid_until, asked)
+
+
+def _collect(pairs: Iterable[tuple[str, str]], endpoint: Endpoint) -> tuple[dict[str, str], list[str]]:
+    """The parameters by name, and an error for each unknown or repeated one."""
     allowed = {"length", "unit", "ending_at", LEGACY_KEY_PARAM, *(f.name for f in endpoint.filters)}
+    allowed.update(endpoint.flags)
+    if endpoint.starting_at:
+        allowed.add("starting_at")
     values: dict[str, str] = {}
     errors: list[str] = []
     for name, value in pairs:
@@ -86,10 +133,10 @@ def parse_query(pairs: Iterable[tuple[str, str]], endpoint: Endpoint, rules: Key
             errors.append(f"parameter '{name}' given more than once")
         else:
             values[name] = value
+    return values, errors
 
-    length = _parse_length(values.get("length"), endpoint.max_length, errors)
-    unit = _parse_unit(values.get("unit"), endpoint, errors)
-    ending_at = _parse_ending_at(values.get("ending_at"), rules.zone, now, errors)
+
+def _parse_filters(values: dict[str, str], endpoint: Endpoint, errors: list[str]) -> tuple[tuple[str, str], ...]:
     filters: list[tuple[str, str]] = []
     for spec in endpoint.filters:
         value = values.get(spec.name, "")
@@ -101,26 +148,26 @@ def parse_query(pairs: Iterable[tuple[str, str]], endpoint: Endpoint, rules: Key
             errors.append(f"parameter '{spec.name}' must be 1 to {MAX_VALUE_CHARS} printable characters")
             continue
         filters.append((spec.name, value))
-    legacy_key = values.get(LEGACY_KEY_PARAM) or None
-
-    if errors or length is None or unit is None or ending_at is None:
-        raise InvalidRequest(f"Invalid request: {errors[0]}", errors)
-    valid_until = math.inf
-    if rules.floor:
-        ending_at = bucket_start(ending_at, unit, rules.zone)
-        if not values.get("ending_at"):  # "now": the question changes when the current bucket ends
-            valid_until = bucket_end(ending_at, unit, rules.zone).timestamp()
-    else:
-        ending_at = ending_at.astimezone(UTC)
-        if not values.get("ending_at"):  # "now", unfloored: every instant is its own question
-            valid_until = now.timestamp()
-    question = Question(endpoint, length, unit, ending_at, tuple(filters))
-    return ParsedQuery(question, legacy_key, valid_until)
+    return tuple(filters)
 
 
-def _parse_length(raw: str | None, maximum: int, errors: list[str]) -> int | None:
+def _parse_options(values: dict[str, str], endpoint: Endpoint, errors: list[str]) -> tuple[str, ...]:
+    """The boolean options that are true; `true`/`false` in any case, `1`/`0`, or empty (false)."""
+    options: list[str] = []
+    for name in endpoint.flags:
+        raw = values.get(name, "").lower()
+        if raw in ("true", "1"):
+            options.append(name)
+        elif raw not in ("", "false", "0"):
+            errors.append(f"parameter '{name}' must be 'true' or 'false', got '{_shown(values[name])}'")
+    return tuple(options)
+
+
+def _parse_length(raw: str | None, endpoint: Endpoint, errors: list[str]) -> int | None:
+    maximum = endpoint.max_length
     if raw is None or raw == "":
-        errors.append("parameter 'length' is required")
+        either = " (or 'starting_at')" if endpoint.starting_at else ""
+        errors.append(f"parameter 'length'{either} is required")
         return None
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= maximum:
         errors.append(f"parameter 'length' must be an integer from 1 to {maximum}, got '{_shown(raw)}'")
@@ -141,15 +188,17 @@ def _parse_unit(raw: str | None, endpoint: Endpoint, errors: list[str]) -> Unit 
     return unit
 
 
-def _parse_ending_at(raw: str | None, zone: tzinfo, now: datetime, errors: list[str]) -> datetime | None:
-    if not raw:
-        return now  # omitted (or empty): the time of the request, as Braze does
+def _parse_instant(
+    name: str, raw: str | None, zone: tzinfo, errors: list[str], now: datetime | None = None
+) -> datetime | None:
+    if not raw and now is not None:
+        return now  # ending_at omitted (or empty): the time of the request, as Braze does
     try:
-        return parse_instant(raw.strip(), zone)
+        return parse_instant((raw or "").strip(), zone)
     except TimeFormatError:
         errors.append(
-            f"parameter 'ending_at' must be an ISO-8601 date or date-time (e.g. 2018-06-28T23:59:59-05:00),"
-            f" got '{_shown(raw)}'"
+            f"parameter '{name}' must be an ISO-8601 date or date-time (e.g. 2018-06-28T23:59:59-05:00),"
+            f" got '{_shown(raw or '')}'"
         )
         return None
 

@@ -1,42 +1,19 @@
-"""The Redis store: one connection pool, every call bounded by a short timeout, errors translated.
+"""The Redis store: entries in Redis through the process's RedisConnection (any topology), errors translated.
 
-redis-py's exceptions stop here: callers only ever see proxy.errors.StoreError.
+redis-py's exceptions stop at RedisConnection.translated: callers only ever see proxy.errors.StoreError.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from proxy.entry import Entry, decode, encode
-from proxy.errors import StoreError
+from proxy.redis_conn import RedisConnection, build_connection
+from proxy.redis_url import parse_redis_url
 
 
-def connect(url: str, timeout: float, max_connections: int) -> aioredis.Redis:
-    """A client whose pool blocks at most `timeout` for a connection and never grows past the cap."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry_on_timeout=False,
-    )
-    return aioredis.Redis(connection_pool=pool)
-
-
-@asynccontextmanager
-async def translated(timeout: float) -> AsyncIterator[None]:
-    """Bound a Redis call in time and turn whatever it raises into StoreError."""
-    try:
-        async with asyncio.timeout(timeout):
-            yield
-    except (RedisError, OSError, TimeoutError) as exc:
-        raise StoreError(f"redis: {type(exc).__name__}") from exc
+def connect(url: str, timeout: float, max_connections: int) -> RedisConnection:
+    """A RedisConnection for `url` built without touching the network and without a Sentinel follower (tests and
+    tools; the proxy opens its connection with redis_conn.open_connection). Raises ValueError for a bad URL."""
+    return build_connection(parse_redis_url(url), timeout=timeout, max_connections=max_connections)
 
 
 def entry_key(prefix: str, key: str) -> str:
@@ -47,36 +24,37 @@ def entry_key(prefix: str, key: str) -> str:
 class RedisStore:
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis, prefix: str, timeout: float) -> None:
-        self.client = client
+    def __init__(self, conn: RedisConnection, prefix: str, timeout: float) -> None:
+        self.conn = conn
         self.prefix = prefix
         self.timeout = timeout
 
     async def get(self, key: str) -> Entry | None:
-        async with translated(self.timeout):
-            data = await self.client.get(entry_key(self.prefix, key))
-        return decode(data) if data is not None else None
+        async with self.conn.translated(self.timeout):
+            data = await self.conn.client.get(entry_key(self.prefix, key))
+        return decode(data) if isinstance(data, bytes) else None
 
-    async def set(self, key: str, entry: Entry, now: float) -> None:
+    async def set(self, key: str, entry: Entry, now: float) -> bool:
         keep_ms = int((entry.stale_until - now) * 1000)
         if keep_ms <= 0:
-            return
-        async with translated(self.timeout):
+            return False
+        async with self.conn.translated(self.timeout):
             # One round trip: value and expiry together.
-            await self.client.set(entry_key(self.prefix, key), encode(entry), px=keep_ms)
-
-    async def delete(self, key: str) -> None:
-        async with translated(self.timeout):
-            await self.client.delete(entry_key(self.prefix, key))
+            await self.conn.client.set(entry_key(self.prefix, key), encode(entry), px=keep_ms)
+        return True
 
     async def ping(self) -> None:
-        async with translated(self.timeout):
-            await self.client.ping()
+        """PING every primary (every shard of a cluster). Raises StoreError."""
+        await self.conn.ping()
+
+    async def probe_write(self) -> None:
+        """A tiny write (on every primary) that expires at once: refused (StoreError.refused_write) when Redis is
+        out of memory or read-only."""
+        await self.conn.probe_write(self.prefix + "health-probe")
 
     async def reconnect(self) -> None:
         """Drop every pooled connection: after an outage they may be dead, and each would fail one call."""
-        async with translated(self.timeout):
-            await self.client.connection_pool.disconnect()
+        await self.conn.reconnect()
 
     async def close(self) -> None:
-        await self.client.aclose(close_connection_pool=True)  # we built the pool, so we close it
+        await self.conn.close()

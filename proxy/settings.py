@@ -5,15 +5,126 @@ Nothing else in the package reads the environment; constructors take the narrow 
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ENV_PREFIX = "BRAZE_PROXY_"
+from proxy.redis_url import parse_redis_url, redacted
 
+ENV_PREFIX = "BRAZE_PROXY_"
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")  # team, workspace and group names: metric label values
+DEFAULT_WORKSPACE = "default"
+DEFAULT_RATE = 50_000.0  # a fifth of Braze's 250,000 per hour per workspace
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    name: str
+    token: str
+    weight: float
+
+
+class Workspace(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_sha256: list[str] = Field(min_length=1)  # hex SHA-256 of each API key of the workspace
+    rate_limit_per_hour: float | None = Field(None, gt=0)  # its default group's budget; unset: the global one
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _hex(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError("key_sha256 holds lower-case hex SHA-256 digests of API keys, never the keys")
+        return value
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_limit_per_hour: float = Field(gt=0)
+    burst: int | None = Field(None, ge=1)  # unset: BRAZE_PROXY_RATE_LIMIT_BURST
+
+
+# Braze documents a limit of its own for /campaigns/data_series (50,000 per minute): a fifth of it.
+DEFAULT_GROUPS = {"campaigns": Group(rate_limit_per_hour=600_000)}
+
+
+def _upstream_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as https://rest.iad-01.braze.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or fragment")
+    if "@" in parts.netloc:  # aiohttp would refuse to combine them with the Authorization header
+        raise ValueError("must not carry a user or password (Braze is authenticated by the API key)")
+    return value.rstrip("/")
+
+
+def _egress_proxy(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError("must be an http(s) URL of a proxy such as http://proxy.internal:3128")
+    return value.strip()
+
+
+def _redis_url(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        parse_redis_url(value.strip())
+    except ValueError as exc:  # one line quoting no part of the URL (no password)
+        raise ValueError(str(exc).removeprefix("invalid Redis URL: ")) from None
+    return value.strip()
+
+
+def _ca_file(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if not Path(value).is_file():
+        raise ValueError("no such file (the PEM file of the CA that signed Redis's certificate)")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}") from None
+    return value
+
+
+def _names(value: dict[str, T]) -> dict[str, T]:
+    for name in value:
+        if not NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a name (letters, digits, '_', '-', '.'; up to 40)")
+    return value
+
+
+T = TypeVar("T")
+UpstreamUrl = Annotated[str, AfterValidator(_upstream_url)]
+EgressProxy = Annotated[str | None, AfterValidator(_egress_proxy)]
+RedisUrl = Annotated[str | None, AfterValidator(_redis_url)]
+CaFile = Annotated[str | None, AfterValidator(_ca_file)]
+TimeZone = Annotated[str, AfterValidator(_time_zone)]
 Seconds = float
 
 
@@ -29,8 +140,13 @@ class Settings(BaseSettings):
     )
 
     # --- upstream -------------------------------------------------------------------------------------
-    upstream_url: str = Field(
+    upstream_url: UpstreamUrl = Field(
         "https://rest.iad-01.braze.com", description="Braze REST instance, e.g. https://rest.fra-01.braze.eu"
+    )
+    upstream_proxy: EgressProxy = Field(
+        None,
+        description="egress proxy for the calls to Braze, http://[user:pass@]host:port; unset: HTTPS_PROXY /"
+        " HTTP_PROXY are honoured unless NO_PROXY covers Braze's host",
     )
     api_key: SecretStr | None = Field(
         None, description="managed-key mode: call Braze with this key, never the client's (unset: pass-through)"
@@ -50,21 +166,36 @@ class Settings(BaseSettings):
     )
 
     # --- cache ----------------------------------------------------------------------------------------
-    redis_url: str | None = Field(None, description="redis://host:port/db; unset or empty: in-process memory")
+    redis_url: RedisUrl = Field(
+        None,
+        description="redis://host:port/db, rediss://, unix:///path, redis+sentinel://host:port,.../service[/db],"
+        " redis+cluster://host:port,... (and rediss+ of both; see docs/redis.md); unset or empty: in-process memory",
+    )
+    redis_tls_ca_file: CaFile = Field(
+        None, description="PEM file of the CA that signed the Redis TLS certificate (rediss://...); unset: system CAs"
+    )
     redis_key_prefix: str = Field("braze-proxy:", max_length=64, description="prefix of every Redis key")
     redis_timeout: Seconds = Field(0.5, gt=0, le=30, description="bound on one Redis call")
     redis_max_connections: int = Field(64, ge=1, le=4096, description="Redis connection pool size")
-    memory_max_entries: int = Field(10_000, ge=1, description="memory store capacity (entries)")
-    memory_max_bytes: int = Field(64 * 1_048_576, ge=1024, description="memory store capacity (bytes)")
+    redis_fill_wakeups: bool = Field(
+        True, description="wake replicas waiting on another's upstream call by pub/sub (false: they only poll)"
+    )
+    memory_max_entries: int = Field(
+        10_000, ge=1, description="in-process cache capacity in entries (the memory store, or the L1 before Redis)"
+    )
+    memory_max_bytes: int = Field(
+        64 * 1_048_576, ge=1024, description="in-process cache capacity in bytes (the memory store, or the L1)"
+    )
     l1_enabled: bool = Field(True, description="in-process L1 cache in front of Redis")
-    l1_max_entries: int = Field(10_000, ge=1, description="L1 capacity (entries)")
-    l1_max_bytes: int = Field(64 * 1_048_576, ge=1024, description="L1 capacity (bytes)")
+    windows: bool = Field(
+        True, description="answer windows of flat series from buckets already fetched (false: exact questions only)"
+    )
+    widen_fetches: bool = Field(
+        True, description="on a miss, fetch the endpoint's longest window ending at the question's last bucket"
+    )
 
     # --- keys and freshness ---------------------------------------------------------------------------
-    reporting_timezone: str = Field("UTC", description="IANA time zone in which Braze cuts day/hour buckets")
-    floor_ending_at: bool = Field(
-        True, description="floor ending_at to its bucket start so all spellings of one bucket share a key"
-    )
+    reporting_timezone: TimeZone = Field("UTC", description="IANA time zone in which Braze cuts day/hour buckets")
     ttl_open_hour: Seconds = Field(60.0, gt=0, description="TTL when the last hour bucket is still open")
     ttl_open_day: Seconds = Field(300.0, gt=0, description="TTL when the last day bucket is still open")
     settle_window_hour: Seconds = Field(
@@ -76,21 +207,41 @@ class Settings(BaseSettings):
     ttl_settled: Seconds = Field(86400.0, gt=0, description="TTL of a settled series")
     stale_seconds: Seconds = Field(86400.0, ge=0, description="how long past freshness an entry is kept to serve stale")
     stale_while_revalidate_seconds: Seconds = Field(
-        60.0, ge=0, description="past freshness, serve stale at once and refresh in the background this long"
+        60.0,
+        ge=0,
+        description="past freshness, serve stale at once and refresh in the background this long (<= STALE_SECONDS)",
     )
 
     # --- upstream budget (shared token bucket) -------------------------------------------------------
-    rate_limit_per_hour: float = Field(250_000, gt=0, description="upstream calls per hour this proxy may make")
+    rate_limit_per_hour: float = Field(
+        DEFAULT_RATE,
+        gt=0,
+        description="upstream calls per hour per workspace (endpoint group 'default'); Braze allows 250000 per"
+        " workspace, shared with every other use of the workspace's API: the default is a fifth of it",
+    )
     rate_limit_burst: int = Field(1000, ge=1, description="token bucket capacity")
     rate_limit_max_wait_seconds: Seconds = Field(2.0, ge=0, le=60, description="longest wait for a token")
+    allow_anonymous: bool = Field(
+        False, description="managed-key mode: serve callers without a client token, as the team 'anonymous'"
+    )
+    workspaces: Annotated[dict[str, Workspace], AfterValidator(_names)] = Field(
+        default_factory=dict,
+        description='JSON: credentials of other workspaces, by SHA-256, e.g. {"eu": {"key_sha256": ["<64 hex>"],'
+        ' "rate_limit_per_hour": 50000}}; unmapped keys spend the workspace "default"',
+    )
+    budget_groups: Annotated[dict[str, Group], AfterValidator(_names)] = Field(
+        default_factory=lambda: dict(DEFAULT_GROUPS),
+        description="JSON: budgets of endpoint groups Braze limits apart, e.g. "
+        + json.dumps({name: group.model_dump(exclude_none=True) for name, group in DEFAULT_GROUPS.items()}),
+    )
+    endpoint_groups: Annotated[dict[str, str], AfterValidator(_names)] = Field(
+        default_factory=dict, description='JSON: move endpoints to another budget group, e.g. {"events": "purchases"}'
+    )
     expected_replicas: int = Field(
         1, ge=1, le=1000, description="replica count; the per-process budget during a Redis outage"
     )
     redis_outage_policy: Literal["open", "closed"] = Field(
         "open", description="Redis unreachable: 'open' keeps answering, 'closed' refuses misses (503)"
-    )
-    coalesce_wait_seconds: Seconds = Field(
-        30.0, gt=0, le=600, description="longest wait for another replica's in-flight upstream call"
     )
 
     # --- server ---------------------------------------------------------------------------------------
@@ -105,34 +256,7 @@ class Settings(BaseSettings):
         20.0, gt=0, le=600, description="on SIGTERM, how long in-flight requests may finish"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
-
-    @field_validator("upstream_url")
-    @classmethod
-    def _check_upstream_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as https://rest.iad-01.braze.com")
-        if parts.query or parts.fragment:
-            raise ValueError("must not carry a query or fragment")
-        return value.rstrip("/")
-
-    @field_validator("redis_url")
-    @classmethod
-    def _check_redis_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value.strip()
-
-    @field_validator("reporting_timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
+    access_log: bool = Field(True, description="one JSON line per proxied request (request id, team, status, cache)")
 
     @field_validator("api_key", "client_tokens", mode="before")
     @classmethod
@@ -140,24 +264,96 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
+    def _check_redis_tls(self) -> Settings:
+        if self.redis_tls_ca_file is not None and not (self.redis_url and parse_redis_url(self.redis_url).tls):
+            raise ValueError("BRAZE_PROXY_REDIS_TLS_CA_FILE needs a TLS Redis URL (rediss://, rediss+sentinel://, ...)")
+        return self
+
+    @model_validator(mode="after")
     def _check_modes(self) -> Settings:
+        if self.stale_while_revalidate_seconds > self.stale_seconds:
+            raise ValueError(
+                "BRAZE_PROXY_STALE_WHILE_REVALIDATE_SECONDS must not exceed BRAZE_PROXY_STALE_SECONDS"
+                " (an entry is only kept that long)"
+            )
         if self.client_tokens is not None:
             if self.api_key is None:
                 raise ValueError("BRAZE_PROXY_CLIENT_TOKENS needs BRAZE_PROXY_API_KEY (managed-key mode)")
-            self.client_token_map()  # raises on a malformed list
+            self.teams()  # raises on a malformed list
+        elif self.api_key is not None and not self.allow_anonymous:
+            raise ValueError(
+                "managed-key mode needs BRAZE_PROXY_CLIENT_TOKENS (name:token[:weight],...) so that only your teams"
+                " spend the managed key; set BRAZE_PROXY_ALLOW_ANONYMOUS=true to serve anyone who reaches the port"
+            )
+        seen: set[str] = set()
+        for name, workspace in self.workspaces.items():
+            if name == DEFAULT_WORKSPACE:
+                raise ValueError("BRAZE_PROXY_WORKSPACES: 'default' is where unmapped keys go; name yours otherwise")
+            if seen & set(workspace.key_sha256):
+                raise ValueError("BRAZE_PROXY_WORKSPACES: a key hash is mapped to two workspaces")
+            seen |= set(workspace.key_sha256)
         return self
 
-    def client_token_map(self) -> dict[str, str]:
-        """token -> team name, parsed from `name:token,name:token`."""
-        if self.client_tokens is None:
-            return {}
-        mapping: dict[str, str] = {}
-        for pair in self.client_tokens.get_secret_value().split(","):
-            name, sep, token = pair.strip().partition(":")
-            if not sep or not name.strip() or not token.strip():
-                raise ValueError("BRAZE_PROXY_CLIENT_TOKENS must be comma-separated name:token pairs")
-            mapping[token.strip()] = name.strip()
-        return mapping
+    def teams(self) -> list[Team]:
+        """The client teams (none unless BRAZE_PROXY_CLIENT_TOKENS is set)."""
+        return parse_teams(self.client_tokens.get_secret_value()) if self.client_tokens else []
+
+    # --- derived (not settings: they follow from the ones above) -------------------------------------------
+
+    @property
+    def fill_seconds(self) -> float:
+        """The longest one fill can take: every attempt and backoff within the retry budget, plus a last call.
+        A replica's fill lock lives this long, and replicas wait this long for another's fill."""
+        return self.upstream_retry_budget_seconds + self.upstream_timeout + 2.0
+
+    def derived(self) -> dict[str, object]:
+        """The values that follow from the settings, as `--check` prints them."""
+        return {"fill_lock_and_coalesce_wait_seconds": self.fill_seconds}
+
+
+def parse_teams(text: str) -> list[Team]:
+    """The client teams, parsed from `name:token[:weight],...` (weight 1 when omitted)."""
+    teams: list[Team] = []
+    for item in text.split(","):
+        parts = [part.strip() for part in item.strip().split(":")]
+        weight = 1.0
+        if len(parts) == 3:
+            try:
+                weight = float(parts[2])
+            except ValueError:
+                weight = -1.0
+        if len(parts) not in (2, 3) or not NAME.fullmatch(parts[0]) or not parts[1] or not 0 < weight <= 1000:
+            raise ValueError(
+                "BRAZE_PROXY_CLIENT_TOKENS must be comma-separated name:token[:weight] items (a name of letters,"
+                " digits, '_', '-', '.'; a token without ':'; a weight from 0 to 1000)"
+            )
+        teams.append(Team(parts[0], parts[1], weight))
+    if len({t.token for t in teams}) < len(teams) or len({t.name for t in teams}) < len(teams):
+        raise ValueError("BRAZE_PROXY_CLIENT_TOKENS repeats a team name or a token")
+    return teams
+
+
+def without_credentials(url: str) -> str:
+    """A Redis `url` with its credentials replaced by *** (for logs; see redis_url.redacted)."""
+    return redacted(url)
+
+
+def unknown_variables(environ: dict[str, str]) -> list[str]:
+    """BRAZE_PROXY_* variables that name no setting (a typo is otherwise silently ignored)."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(ENV_PREFIX + "_")
+    )
+
+
+def describe_source_error(error: ValueError) -> str:
+    """One line for a value the settings sources could not even parse (a JSON setting that is not JSON)."""
+    field = re.search(r'field "(\w+)"', str(error))
+    if field is None:
+        return f"invalid settings: {error}"
+    return f"invalid setting {ENV_PREFIX}{field[1].upper()}: not valid JSON"
 
 
 def describe_error(error: ValidationError) -> str:

@@ -22,6 +22,8 @@ _ISO = re.compile(
 )
 _OFFSET = re.compile(r"(?P<sign>[+\- ])(?P<h>\d{1,2}):?(?P<m>\d{2})?", re.ASCII)
 _HOUR = timedelta(hours=1)
+_MINUTE = timedelta(minutes=1)
+_TICK = timedelta(microseconds=1)
 MIN_YEAR, MAX_YEAR = 1970, 9998
 
 
@@ -47,13 +49,17 @@ def parse_instant(text: str, local: tzinfo) -> datetime:
         )  # fmt: skip
     except ValueError as exc:
         raise TimeFormatError(f"{text!r} is not a valid date-time: {exc}") from None
-    if not MIN_YEAR <= naive.year <= MAX_YEAR:
-        # Keeps every later step (zones, bucket ends, epoch keys) inside what datetime can represent.
-        raise TimeFormatError(f"{text!r} is out of range (years {MIN_YEAR} to {MAX_YEAR})")
     zone = _parse_offset(g["tz"], text) if g["tz"] else None
-    if zone is None:
-        return _localize(naive, local)
-    return naive.replace(tzinfo=zone)
+    try:
+        aware = _localize(naive, local) if zone is None else naive.replace(tzinfo=zone)
+        year = aware.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        # The instant, not its local spelling: keeps every later step (zones, bucket ends, epoch keys) inside
+        # what datetime can represent, and never sends Braze a year before 1970.
+        raise TimeFormatError(f"{text!r} is out of range (years {MIN_YEAR} to {MAX_YEAR})")
+    return aware
 
 
 def _parse_offset(text: str, original: str) -> tzinfo:
@@ -75,22 +81,59 @@ def _localize(naive: datetime, zone: tzinfo) -> datetime:
 
 
 def bucket_start(instant: datetime, unit: Unit, zone: tzinfo) -> datetime:
-    """The start (in UTC) of the day or hour, in `zone`, that contains `instant`."""
-    local = instant.astimezone(zone)
-    if unit == "hour":
-        # Flooring in local time keeps half-hour zones (e.g. Asia/Kolkata) on their own hour marks.
-        floored = local.replace(minute=0, second=0, microsecond=0)
-    else:
-        floored = _localize(datetime(local.year, local.month, local.day), zone)
-    return floored.astimezone(UTC)
+    """The start (in UTC) of the day or hour, in `zone`, that contains `instant`.
+
+    Hours start where the local clock reads HH:00 (so half-hour zones such as Asia/Kolkata keep their own
+    marks) and where the zone's offset changes: a DST shift of half an hour (Australia/Lord_Howe) makes a
+    short hour, never one that misses instants it should hold.
+    """
+    if unit == "day":
+        local = instant.astimezone(zone)
+        return _localize(datetime(local.year, local.month, local.day), zone).astimezone(UTC)
+    instant = instant.astimezone(UTC)
+    offset = _offset(instant, zone)
+    wall = (instant + offset).replace(minute=0, second=0, microsecond=0)  # the hour mark at this offset
+    start = wall - offset
+    if _offset(start, zone) != offset:  # the offset changed after that mark: the hour starts with the change
+        start = _offset_change(start, instant, zone)
+    return start
 
 
 def bucket_end(start: datetime, unit: Unit, zone: tzinfo) -> datetime:
-    """The end (exclusive, in UTC) of the bucket that starts at `start`."""
-    if unit == "hour":
-        return (start + _HOUR).astimezone(UTC)
-    day: date = start.astimezone(zone).date() + timedelta(days=1)
-    return _localize(datetime(day.year, day.month, day.day), zone).astimezone(UTC)
+    """The end (exclusive, in UTC) of the bucket that starts at `start`: where the next one starts."""
+    if unit == "day":
+        day: date = start.astimezone(zone).date() + timedelta(days=1)
+        return _localize(datetime(day.year, day.month, day.day), zone).astimezone(UTC)
+    start = start.astimezone(UTC)
+    offset = _offset(start, zone)
+    mark = (start + offset).replace(minute=0, second=0, microsecond=0) + _HOUR - offset
+    if _offset(mark, zone) != offset:  # the offset changes before the next mark: the hour ends with it
+        return _offset_change(start, mark, zone)
+    return mark
+
+
+def previous_bucket(start: datetime, unit: Unit, zone: tzinfo) -> datetime:
+    """The start of the bucket just before the one that starts at `start`."""
+    return bucket_start(start - _TICK, unit, zone)
+
+
+def _offset(instant: datetime, zone: tzinfo) -> timedelta:
+    return instant.astimezone(zone).utcoffset() or timedelta(0)
+
+
+def _offset_change(before: datetime, after: datetime, zone: tzinfo) -> datetime:
+    """The first instant in (before, after] whose offset is `after`'s (one change at most in between: zones
+    change their offset at most once an hour). Offsets change on whole minutes."""
+    target = _offset(after, zone)
+    low, high = before, after  # offset(low) != target == offset(high)
+    while high - low > _MINUTE:
+        middle = low + (high - low) / 2
+        if _offset(middle, zone) == target:
+            high = middle
+        else:
+            low = middle
+    change = high.replace(second=0, microsecond=0)
+    return change if change > low and _offset(change, zone) == target else high
 
 
 def format_instant(instant: datetime, zone: tzinfo) -> str:

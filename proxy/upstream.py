@@ -1,21 +1,22 @@
-"""The Braze client: one ClientSession, bounded time and size, aiohttp errors translated.
+"""The Braze client: one ClientSession, bounded time and size, aiohttp errors translated where they enter.
 
 `fetch` returns whatever status Braze answered; it raises only when there is no answer to pass on
-(UpstreamTimeout, UpstreamError). Deciding what to do with a status is the service's job.
+(UpstreamTimeout, UpstreamError). A failure before any answer arrived is marked retryable; one after
+Braze's status line arrived (bad headers, a broken or oversized body) is not: asking again would be
+answered the same, and would spend another token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import quote, urlencode
 
 import aiohttp
 from yarl import URL
 
+from proxy import tracing
 from proxy.errors import UpstreamError, UpstreamTimeout
 
 
@@ -35,19 +36,6 @@ class UpstreamAnswer:
     body: bytes
     content_type: str
     rate: RateInfo
-
-    def kind(self) -> Literal["success", "other", "malformed"]:
-        """success: 2xx JSON `"message": "success"` with a data list, the only answers worth storing;
-        malformed: 2xx that is not JSON (never passed on); other: anything else, passed on uncached."""
-        if not 200 <= self.status < 300:
-            return "other"
-        try:
-            payload = json.loads(self.body)
-        except ValueError:
-            return "malformed"
-        if isinstance(payload, dict) and payload.get("message") == "success" and isinstance(payload.get("data"), list):
-            return "success"
-        return "other"
 
 
 def parse_rate_headers(headers: Mapping[str, str]) -> RateInfo:
@@ -82,32 +70,49 @@ class UpstreamClient:
         self,
         session: aiohttp.ClientSession,
         base_url: str,
+        *,
         timeout: float,
         connect_timeout: float,
         max_body_bytes: int,
         user_agent: str,
+        proxy: str | None = None,
     ) -> None:
         self._session = session
         self._base = URL(base_url)
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._max_body = max_body_bytes
         self._user_agent = user_agent
+        self._proxy = proxy
+
+    def url(self, path: str, params: list[tuple[str, str]]) -> URL:
+        """The base URL's path (an egress gateway's prefix, say) followed by the endpoint's path."""
+        query = urlencode(params, quote_via=quote, safe="")
+        base = str(self._base.with_query(None).with_fragment(None)).rstrip("/")
+        return URL(f"{base}{path}?{query}", encoded=True)
 
     async def fetch(self, path: str, params: list[tuple[str, str]], api_key: str) -> UpstreamAnswer:
         """GET `path` with `params`; raises UpstreamTimeout or UpstreamError when there is no answer."""
-        query = urlencode(params, quote_via=quote, safe="")
-        url = self._base.with_path(path).with_query(None)
-        url = URL(f"{url}?{query}", encoded=True)
         headers = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
             "User-Agent": self._user_agent,
         }
+        with tracing.span("braze GET", **{"url.path": path}) as current:
+            answer = await self._fetch(path, params, headers)
+            tracing.annotate(current, {"http.response.status_code": answer.status})
+            return answer
+
+    async def _fetch(self, path: str, params: list[tuple[str, str]], headers: dict[str, str]) -> UpstreamAnswer:
         try:
             async with self._session.get(
-                url, headers=headers, timeout=self._timeout, allow_redirects=False
+                self.url(path, params), headers=headers, timeout=self._timeout, allow_redirects=False, proxy=self._proxy
             ) as response:
-                body = await self._read_bounded(response)
+                try:
+                    body = await self._read_bounded(response)
+                except TimeoutError:
+                    raise UpstreamTimeout() from None
+                except aiohttp.ClientError as exc:
+                    raise _answered(f"the Braze API answer broke off ({type(exc).__name__})", response.status) from None
                 return UpstreamAnswer(
                     status=response.status,
                     body=body,
@@ -116,12 +121,14 @@ class UpstreamClient:
                 )
         except TimeoutError:
             raise UpstreamTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"Bad gateway: the Braze API connection failed ({type(exc).__name__})") from None
+        except aiohttp.ClientConnectionError as exc:  # refused, reset or closed before any answer: worth a retry
+            message = f"Bad gateway: the Braze API connection failed ({type(exc).__name__})"
+            raise UpstreamError(message, retryable=True) from None
+        except aiohttp.ClientError as exc:  # an answer arrived but could not be read (its headers)
+            raise _answered(f"the Braze API answer could not be read ({type(exc).__name__})", None) from None
 
     async def _read_bounded(self, response: aiohttp.ClientResponse) -> bytes:
-        # With the status it came with: an answer that did arrive, so asking again would get the same.
-        too_large = UpstreamError("Bad gateway: the Braze API answer is too large", upstream_status=response.status)
+        too_large = _answered("the Braze API answer is too large", response.status)
         declared = response.content_length
         if declared is not None and declared > self._max_body:
             raise too_large
@@ -133,6 +140,10 @@ class UpstreamClient:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _answered(what: str, status: int | None) -> UpstreamError:
+    return UpstreamError(f"Bad gateway: {what}", upstream_status=status)
 
 
 async def close_session(session: aiohttp.ClientSession) -> None:

@@ -1,7 +1,8 @@
-"""The aiohttp shell: the app factory, routes, the one place errors become responses, resource wiring.
+"""The aiohttp shell: the app factory, routes, the one place errors become responses.
 
-`create_app(settings)` builds everything from Settings; resources (HTTP pool, Redis pool, service)
-open and close in `cleanup_ctx`. Handlers only translate HTTP to a Question and an Answer back.
+`create_app(settings)` declares the routes; the components (composition root: components.py) open and
+close in `cleanup_ctx` and are set as one typed AppKey. Handlers only translate HTTP into a question and
+an answer back.
 """
 
 from __future__ import annotations
@@ -9,222 +10,87 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
-from zoneinfo import ZoneInfo
 
-import aiohttp
-from aiohttp import web, web_protocol
+from aiohttp import web
 
-from proxy import __version__
-from proxy.bucket import BucketParams
-from proxy.budget import Budget, MemoryBudget, RedisBudget
-from proxy.cache import MemoryLRU, MemoryStore, Store
-from proxy.coalesce import ClusterLock
-from proxy.credentials import Authenticator
+from proxy import tracing
+from proxy.access import REQUEST_ID, AccessLog, request_id
+from proxy.aiohttp_hooks import SERVER
+from proxy.cache_status import BYPASS, CacheStatus
+from proxy.components import Clock, Components, Sleep, open_components
+from proxy.credentials import Credential
+from proxy.decisions import Answer
 from proxy.endpoints import SERVED, Endpoint
-from proxy.errors import InvalidRequest, MethodNotAllowed, NotFound, ProxyError, StoreError, Unauthorized
-from proxy.freshness import FreshnessPolicy
-from proxy.health import RedisHealth
+from proxy.errors import InvalidRequest, MethodNotAllowed, NotFound, ProxyError, StoreError
+from proxy.lifecycle import Lifecycle, ReadinessInputs, readiness
 from proxy.memo import QuestionMemo, Resolved
-from proxy.metrics import Metrics
-from proxy.query import LEGACY_KEY_PARAM, KeyRules, check_encoding, parse_query
-from proxy.redis_store import RedisStore, connect
-from proxy.service import Answer, Service, ServiceConfig, error_cache_status
+from proxy.metrics import BatchedCounter, Metrics
+from proxy.query import LEGACY_KEY_PARAM, check_encoding, parse_query
 from proxy.settings import Settings
-from proxy.upstream import UpstreamClient, close_session
 
 log = logging.getLogger("braze_proxy.web")
 
 JSON_TYPE = "application/json"
-MAX_REQUEST_BODY = 16 * 1024  # the proxied endpoint is GET: any body is refused past this
-HEALTH_PROBE_SECONDS = 1.0
+MAX_REQUEST_BODY = 16 * 1024  # the proxied endpoints are GET: any body is refused past this
+COMPONENTS = web.AppKey("components", Components)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+METRICS = web.AppKey("metrics", Metrics)
+SETTINGS = web.AppKey("settings", Settings)
+INTERNAL = CacheStatus("error", detail="internal")
 
 
-@dataclass
-class Runtime:
-    """What the handlers share: built in `resources`, read on every request."""
-
-    settings: Settings
-    metrics: Metrics
-    auth: Authenticator
-    rules: KeyRules
-    service: Service | None = None
-    store: Store | None = None
-    l1: MemoryLRU | None = None
-    health: RedisHealth | None = None
-    redis_seen: bool = False  # Redis answered at least once (readiness waits for it)
-    draining: bool = False
-    workers: int = 1  # processes sharing this host's port (--workers): in-process budgets are split among them
-    handling: set[asyncio.Task[Any]] = field(default_factory=set)  # requests being answered (that await)
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, metrics: Metrics, workers: int = 1) -> Runtime:
-        api_key = settings.api_key.get_secret_value() if settings.api_key else None
-        auth = Authenticator(api_key, settings.client_token_map())
-        rules = KeyRules(ZoneInfo(settings.reporting_timezone), settings.floor_ending_at)
-        return cls(settings, metrics, auth, rules, workers=workers)
-
-    async def resources(self, app: web.Application) -> AsyncIterator[None]:
-        """cleanup_ctx: open the pools and the service, yield while serving, close in reverse."""
-        s = self.settings
-        self.metrics.budget_per_hour.set(s.rate_limit_per_hour)
-        connector = aiohttp.TCPConnector(limit=s.upstream_max_connections, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
-        upstream = UpstreamClient(
-            session, s.upstream_url, s.upstream_timeout, s.upstream_connect_timeout,
-            s.upstream_max_body_bytes, f"braze-proxy/{__version__}",
-        )  # fmt: skip
-        params = BucketParams.per_hour(s.rate_limit_per_hour, s.rate_limit_burst, s.rate_limit_max_wait_seconds)
-        # An in-process bucket holds this process's share: of the whole budget without Redis (one share per
-        # --workers process), of a replica's share while Redis is down (replicas x workers shares).
-        local_share = self.workers if s.redis_url is None else s.expected_replicas * self.workers
-        local_params = BucketParams.per_hour(
-            s.rate_limit_per_hour / local_share,
-            max(1, s.rate_limit_burst // local_share),
-            s.rate_limit_max_wait_seconds,
-        )
-        budget: Budget
-        lock: ClusterLock | None = None
-        if s.redis_url is None:
-            store: Store = MemoryStore(s.memory_max_entries, s.memory_max_bytes, time.time)
-            budget = fallback = MemoryBudget(local_params, time.time)
-            self.metrics.redis_up.set(1)  # the memory store is always reachable
-        else:
-            client = connect(s.redis_url, s.redis_timeout, s.redis_max_connections)
-            redis_store = RedisStore(client, s.redis_key_prefix, s.redis_timeout)
-            store = redis_store
-            self.closers.append(redis_store.close)
-            budget = RedisBudget(client, s.redis_key_prefix, params, s.redis_timeout)
-            fallback = MemoryBudget(local_params, time.time)
-            # A fill lock outlives the longest fill: every attempt and backoff within the retry budget.
-            lock_seconds = s.upstream_retry_budget_seconds + s.upstream_timeout + 2
-            lock = ClusterLock(client, s.redis_key_prefix, s.redis_timeout, lock_seconds)
-            if s.l1_enabled:
-                self.l1 = MemoryLRU(s.l1_max_entries, s.l1_max_bytes)
-            self.health = await self._watch_redis(redis_store)
-        self.store = store
-        policy = FreshnessPolicy(
-            self.rules.zone, s.ttl_open_hour, s.ttl_open_day, s.settle_window_hour, s.settle_window_day,
-            s.ttl_recent_hour, s.ttl_recent_day, s.ttl_settled, s.stale_seconds,
-        )  # fmt: skip
-        config = ServiceConfig(
-            zone=self.rules.zone,
-            swr_seconds=min(s.stale_while_revalidate_seconds, s.stale_seconds),
-            retries=s.upstream_retries,
-            retry_budget=s.upstream_retry_budget_seconds,
-            coalesce_wait=s.coalesce_wait_seconds,
-            fail_open=s.redis_outage_policy == "open",
-        )
-        self.service = Service(
-            store=store, l1=self.l1, budget=budget, fallback_budget=fallback, lock=lock, health=self.health,
-            upstream=upstream, policy=policy, metrics=self.metrics, config=config,
-        )  # fmt: skip
-        mode = "managed" if self.auth.managed else "pass-through"
-        log.info(
-            "proxy ready",
-            extra={"store": store.name, "l1": self.l1 is not None, "mode": mode, "upstream": s.upstream_url},
-        )
-        yield
-        await self.service.close(timeout=1.0)
-        if self.health is not None:
-            await self.health.close()
-        for close in reversed(self.closers):
-            await close()
-        await close_session(session)
-
-    async def _watch_redis(self, redis_store: RedisStore) -> RedisHealth:
-        def changed(up: bool) -> None:
-            self.metrics.redis_up.set(1 if up else 0)
-            if up and self.health is not None:  # a recovery, not the constructor's initial call
-                self.redis_seen = True
-
-        health = RedisHealth(redis_store.ping, changed, HEALTH_PROBE_SECONDS, redis_store.reconnect)
-        try:
-            await redis_store.ping()
-            self.redis_seen = True
-        except StoreError as error:
-            health.failed(error)  # start answering anyway; the probe restores Redis when it answers
-        return health
-
-    async def drain(self, grace: float) -> int:
-        """Wait up to `grace` seconds for the requests being answered, then cancel what is left (their clients
-        get no answer: the one loss the grace period allows). Returns how many were cancelled.
-
-        aiohttp's own shutdown would wait its timeout twice for a hung handler (once before cancelling it, once
-        after); doing it here makes `grace` the bound.
-        """
-        deadline = time.monotonic() + grace
-        while self.handling and (left := deadline - time.monotonic()) > 0:
-            await asyncio.wait(list(self.handling), timeout=left)
-        late = list(self.handling)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=1.0)
-        return len(late)
-
-    async def readiness(self) -> tuple[int, dict[str, str]]:
-        """(status, body) of /readyz; pings Redis so an idle replica still notices an outage."""
-        if self.draining:
-            return 503, {"status": "draining"}
-        if self.health is None or self.store is None:
-            return (200, {"status": "ready", "store": "memory"}) if self.service else (503, {"status": "starting"})
-        if self.health.up:
-            try:
-                await self.store.ping()
-                self.redis_seen = True
-            except StoreError as error:
-                self.health.failed(error)
-        if self.health.up:
-            return 200, {"status": "ready", "store": "redis"}
-        if not self.redis_seen:
-            return 503, {"status": "starting", "redis": "unreachable"}
-        if self.settings.redis_outage_policy == "open":
-            return 200, {"status": "degraded", "redis": "unreachable"}
-        return 503, {"status": "unavailable", "redis": "unreachable"}
-
-
-RUNTIME = web.AppKey("runtime", Runtime)
-
-
-def json_response(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    return web.Response(body=body, status=status, content_type=JSON_TYPE, headers=headers)
-
-
-def error_response(error: ProxyError, cache_status: str | None = None) -> web.Response:
-    headers = {"Content-Type": JSON_TYPE, **error.headers()}
+def json_response(status: int, payload: object, cache_status: CacheStatus | None = None) -> web.Response:
+    headers = {"Content-Type": JSON_TYPE, "Server": SERVER}
     if cache_status is not None:
-        headers["Cache-Status"] = cache_status
+        headers["Cache-Status"] = cache_status.render()
+    return web.Response(body=json.dumps(payload, separators=(",", ":")).encode(), status=status, headers=headers)
+
+
+def error_response(error: ProxyError) -> web.Response:
+    headers = {
+        "Content-Type": JSON_TYPE,
+        "Server": SERVER,
+        "Cache-Status": error.cache_status().render(),
+        **error.headers(),
+    }
     return web.Response(body=error.body(), status=error.status, headers=headers)
+
+
+def answer_response(answer: Answer) -> web.Response:
+    headers = {"Content-Type": answer.content_type, "Server": SERVER, "Cache-Status": answer.cache_status.render()}
+    if answer.age is not None:
+        headers["Age"] = str(answer.age)
+    return web.Response(body=answer.body, status=answer.status, headers=headers)
 
 
 @web.middleware
 async def errors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Every failure becomes a Braze-style JSON body; nothing internal reaches a client."""
+    """Every failure becomes a Braze-style JSON body with a Cache-Status; nothing internal reaches a client."""
     try:
         return await handler(request)
     except ProxyError as error:
         return error_response(error)
+    except web.HTTPMethodNotAllowed as exc:
+        return error_response(MethodNotAllowed(", ".join(sorted(exc.allowed_methods))))
     except web.HTTPException as exc:
         if exc.status == 404:
             return error_response(NotFound())
-        if exc.status == 405:
-            return error_response(MethodNotAllowed(), None)
         if exc.status >= 400:
-            return json_response(exc.status, {"message": exc.reason})
+            return json_response(exc.status, {"message": exc.reason}, BYPASS)
         raise
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
-        return json_response(500, {"message": "Internal error"})
+        return json_response(500, {"message": "Internal error"}, INTERNAL)
+
+
+HitMetrics = tuple[Callable[[], None], Callable[[float], None]]
 
 
 class DataSeriesHandler:
@@ -234,118 +100,156 @@ class DataSeriesHandler:
     holds, without parsing, hashing or awaiting; everything else goes through `_answer` and the service.
     """
 
-    def __init__(self, runtime: Runtime, endpoint: Endpoint) -> None:
-        self._rt = runtime
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        metrics: Metrics,
+        lifecycle: Lifecycle,
+        max_query: int,
+        clock: Clock,
+        access: AccessLog | None = None,
+    ) -> None:
         self._endpoint = endpoint
-        self._max_query = runtime.settings.max_query_bytes
+        self._access = access or AccessLog(enabled=False)
+        self._metrics = metrics
+        self._lifecycle = lifecycle
+        self._max_query = max_query
+        self._clock = clock
         self._memo = QuestionMemo()
-        m = runtime.metrics
-        self._requests = m.requests
-        self._duration = m.request_duration
-        self._inflight = m.inflight
-        self._metrics = m
+        self._inflight = metrics.inflight
         # Label children bound once per (cache, code), batched: no label lookup and no lock on the hot path.
-        self._counters: dict[tuple[str, int], Callable[[], None]] = {}
-        self._timers: dict[str, Callable[[float], None]] = {}
-        self._hit_metrics: dict[int, tuple[Callable[[], None], Callable[[float], None]]] = {}
+        self._bound: dict[tuple[str, int], HitMetrics] = {}
+        self._teams: dict[str, tuple[BatchedCounter, BatchedCounter]] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        now = time.time()
-        service = self._rt.service
-        assert service is not None  # routes are served only after resources() built it
+        now = self._clock()
+        components = request.app[COMPONENTS]
+        rid = request_id(request.headers.get(REQUEST_ID))
         resolved = None
         if not request.body_exists:  # a request with a body goes the long way, which refuses it
-            raw_query = request.rel_url.raw_query_string
-            resolved = self._memo.get(raw_query, request.headers.get("Authorization"), now)
-            entry = service.hit(resolved.key, now) if resolved is not None else None
-            if entry is not None:
-                assert resolved is not None
-                # Never awaited, so never "in flight": the inflight gauge is left alone.
-                ttl, age = int(entry.fresh_until - now), int(now - entry.stored_at)
-                rendered = resolved.rendered
-                if rendered is not None and rendered[0] is entry and rendered[1] == ttl and rendered[2] == age:
-                    headers = rendered[3]  # the same answer as the last one, to the second: reuse its headers
-                else:
-                    headers = {
-                        "Content-Type": entry.content_type,
-                        "Cache-Status": f"braze-proxy; hit; ttl={ttl}",
-                        "Age": str(max(0, age)),
-                    }
-                    resolved.rendered = (entry, ttl, age, headers)
-                response = web.Response(body=entry.body, status=entry.status, headers=headers)
-                bound = self._hit_metrics.get(entry.status)
-                if bound is None:
-                    bound = self._hit_metrics[entry.status] = self._bind("hit", entry.status)
-                count, observe = bound
-                count()
-                observe(time.perf_counter() - started)
-                return response
+            resolved = self._memo.get(request.rel_url.raw_query_string, request.headers.get("Authorization"), now)
+            if resolved is not None:
+                entry = components.service.hit(resolved.key, now)
+                if entry is not None:  # never awaited, so never "in flight": the inflight gauge is left alone
+                    response = web.Response(body=entry.body, status=entry.status, headers=resolved.headers(entry, now))
+                    response.headers[REQUEST_ID] = rid
+                    count, observe = self._bind("hit", entry.status)
+                    count()
+                    if resolved.team is not None:
+                        resolved.team[0].inc()
+                        resolved.team[1].inc()
+                    observe(time.perf_counter() - started)
+                    if self._access.enabled:
+                        self._log(request, rid, resolved, entry.status, "hit", None, started)
+                    if tracing.enabled():
+                        with tracing.request_span(f"GET {self._endpoint.path}", request.headers) as current:
+                            tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})
+                    return response
         self._inflight.inc()
         task = asyncio.current_task()
         if task is not None:
-            self._rt.handling.add(task)
+            self._lifecycle.handling.add(task)
+        asked: list[Resolved] = [resolved] if resolved is not None else []
+        fwd_status: int | None = None
+        traced = tracing.request_span(f"GET {self._endpoint.path}", request.headers)
+        current = traced.__enter__()
         try:
-            answer = await self._answer(request, service, resolved)
-            response = self._response(answer)
-            cache = answer.cache
+            answer = await self._answer(request, components, asked, now)
+            outcome = answer.cache_status
+            response, cache, fwd_status = answer_response(answer), outcome.kind, outcome.fwd_status
         except ProxyError as error:
-            cache = "bypass" if isinstance(error, InvalidRequest | Unauthorized) else "error"
-            status = "braze-proxy; fwd=bypass" if cache == "bypass" else error_cache_status(error)
-            response = error_response(error, status)
+            status = error.cache_status()
+            response, cache, fwd_status = error_response(error), status.kind, status.fwd_status
         except Exception:  # a bug: still a JSON answer, counted, and logged with its traceback (never sent)
-            log.exception("unexpected error answering a request")
-            cache, response = "error", json_response(500, {"message": "Internal error"})
+            log.exception("unexpected error answering a request", extra={"request_id": rid})
+            response, cache = json_response(500, {"message": "Internal error"}, INTERNAL), "error"
+        except BaseException:  # cancelled: the span ends with it
+            traced.__exit__(None, None, None)
+            raise
         finally:
             self._inflight.dec()
             if task is not None:
-                self._rt.handling.discard(task)
-        self._record(cache, response.status, time.perf_counter() - started)
+                self._lifecycle.handling.discard(task)
+        tracing.annotate(current, {"http.response.status_code": response.status, "cache": cache})
+        traced.__exit__(None, None, None)
+        count, observe = self._bind(cache, response.status)
+        count()
+        if asked and asked[0].team is not None:
+            requests, hits = asked[0].team
+            requests.inc()
+            if cache in ("hit", "stale", "collapsed"):  # answered without an upstream call of its own
+                hits.inc()
+        observe(time.perf_counter() - started)
+        response.headers[REQUEST_ID] = rid
+        if self._access.enabled:
+            self._log(request, rid, asked[0] if asked else None, response.status, cache, fwd_status, started)
         return response
 
-    async def _answer(self, request: web.Request, service: Service, resolved: Resolved | None) -> Answer:
-        if resolved is not None:  # validated and authenticated before; only the cache missed
-            return await service.answer(resolved.question, resolved.credential, resolved.key)
+    def _log(
+        self,
+        request: web.Request,
+        rid: str,
+        resolved: Resolved | None,
+        status: int,
+        cache: str,
+        fwd_status: int | None,
+        started: float,
+    ) -> None:
+        self._access.write(
+            rid=rid,
+            traceparent=request.headers.get("traceparent"),
+            endpoint=self._endpoint.name,
+            team=resolved.credential.team_label if resolved is not None else None,
+            status=status,
+            cache=cache,
+            upstream_status=fwd_status,
+            seconds=time.perf_counter() - started,
+        )
+
+    async def _answer(self, request: web.Request, components: Components, asked: list[Resolved], now: float) -> Answer:
+        """The answer; `asked` gets the request's resolution as soon as it is known (for the team counters)."""
+        if asked:  # validated and authenticated before; only the cache missed
+            resolved = asked[0]
+            return await components.service.answer(
+                resolved.question, resolved.credential, resolved.key, resolved.instant
+            )
         if len(request.query_string) > self._max_query:
             raise InvalidRequest(f"Invalid request: the query string is longer than {self._max_query} bytes")
         check_encoding(request.rel_url.raw_query_string)
         if request.body_exists and (request.content_length or 0) > MAX_REQUEST_BODY:
             raise InvalidRequest("Invalid request: this endpoint takes no request body")
-        now = time.time()
         query = request.query
         authorization = request.headers.get("Authorization")
-        credential = self._rt.auth.resolve(authorization, query.get(LEGACY_KEY_PARAM))
-        parsed = parse_query(query.items(), self._endpoint, self._rt.rules, datetime.fromtimestamp(now, UTC))
+        credential = components.auth.resolve(authorization, query.get(LEGACY_KEY_PARAM))
+        parsed = parse_query(query.items(), self._endpoint, components.rules, datetime.fromtimestamp(now, UTC))
         key = parsed.question.cache_key(credential.scope)
+        instant = parsed.instant
+        resolved = Resolved(key, parsed.question, credential, parsed.valid_until, instant, team=self._team(credential))
+        asked.append(resolved)
         if not request.body_exists:
-            resolved = Resolved(key, parsed.question, credential, parsed.valid_until)
             self._memo.put(request.rel_url.raw_query_string, authorization, resolved, now)
-        return await service.answer(parsed.question, credential, key)
+        return await components.service.answer(parsed.question, credential, key, instant)
 
-    @staticmethod
-    def _response(answer: Answer) -> web.Response:
-        headers = {"Content-Type": answer.content_type, "Cache-Status": answer.cache_status}
-        if answer.age is not None:
-            headers["Age"] = str(answer.age)
-        headers.update(answer.extra)
-        return web.Response(body=answer.body, status=answer.status, headers=headers)
+    def _team(self, credential: Credential) -> tuple[BatchedCounter, BatchedCounter]:
+        """The team's batched (requests, hits) counters, bound once per team label."""
+        label = credential.team_label
+        bound = self._teams.get(label)
+        if bound is None:
+            m = self._metrics
+            bound = (m.batched_counter(m.team_requests.labels(label)), m.batched_counter(m.team_hits.labels(label)))
+            self._teams[label] = bound
+        return bound
 
-    def _bind(self, cache: str, code: int) -> tuple[Callable[[], None], Callable[[float], None]]:
-        """The (batched) request counter and duration histogram for this outcome, bound on first use."""
-        count = self._counters.get((cache, code))
-        if count is None:
-            child = self._requests.labels(self._endpoint.name, cache, str(code))
-            count = self._counters[(cache, code)] = self._metrics.batched_counter(child).inc
-        observe = self._timers.get(cache)
-        if observe is None:
-            child_ = self._duration.labels(self._endpoint.name, cache)
-            observe = self._timers[cache] = self._metrics.batched_histogram(child_).observe
-        return count, observe
-
-    def _record(self, cache: str, code: int, seconds: float) -> None:
-        count, observe = self._bind(cache, code)
-        count()
-        observe(seconds)
+    def _bind(self, cache: str, code: int) -> HitMetrics:
+        """The (batched) request counter and duration histogram of this outcome, bound on first use."""
+        bound = self._bound.get((cache, code))
+        if bound is None:
+            m = self._metrics
+            count = m.batched_counter(m.requests.labels(self._endpoint.name, cache, str(code))).inc
+            observe = m.batched_histogram(m.request_duration.labels(self._endpoint.name, cache)).observe
+            bound = self._bound[(cache, code)] = (count, observe)
+        return bound
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -353,24 +257,58 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    status, body = await request.app[RUNTIME].readiness()
-    return json_response(status, body)
+    app = request.app
+    lifecycle = app[LIFECYCLE]
+    components = app.get(COMPONENTS)
+    if components is None:
+        return json_response(*readiness(ReadinessInputs.not_started(lifecycle.draining)))
+    health = components.health
+    if health.state == "up" and not lifecycle.draining:  # an idle replica still notices an outage
+        try:
+            await components.ping()
+        except StoreError as error:
+            health.failed(error)
+    inputs = ReadinessInputs(
+        started=True,
+        draining=lifecycle.draining,
+        store=components.store,
+        redis=health.state,
+        redis_seen=health.seen,
+        fail_open=components.fail_open,
+        details={} if components.alignment is None else {"windows": components.alignment.details()},
+    )
+    return json_response(*readiness(inputs))
 
 
-def sample_metrics(rt: Runtime) -> None:
-    """Read the gauges that are sampled rather than kept, and fold the hot path's batched counts in."""
-    if rt.l1 is not None:
-        rt.metrics.cache_entries.labels("l1").set(len(rt.l1))
-    if isinstance(rt.store, MemoryStore):
-        rt.metrics.cache_entries.labels("memory").set(len(rt.store))
-    rt.metrics.flush()
+class Sampler:
+    """Reads the gauges that are sampled rather than kept (entries, bytes, evictions of the in-process cache)
+    and folds the hot path's batched counts in: before a scrape, and every second (--workers)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._evicted = 0
+
+    def __call__(self) -> None:
+        metrics = self._app[METRICS]
+        components = self._app.get(COMPONENTS)
+        local = components.cache.local if components is not None else None
+        if components is not None and local is not None:
+            store = "l1" if components.store == "redis" else "memory"
+            metrics.cache_entries.labels(store).set(len(local))
+            metrics.cache_bytes.labels(store).set(local.bytes)
+            if local.evictions > self._evicted:
+                metrics.cache_evictions.labels(store).inc(local.evictions - self._evicted)
+                self._evicted = local.evictions
+        metrics.flush()
+
+
+SAMPLER = web.AppKey("sampler", Sampler)
 
 
 async def metrics_route(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    sample_metrics(rt)
-    body, content_type = rt.metrics.exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    request.app[SAMPLER]()
+    body, content_type = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type, "Server": SERVER})
 
 
 def openapi_route() -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -378,7 +316,7 @@ def openapi_route() -> Callable[[web.Request], Awaitable[web.Response]]:
     spec = resources.files("proxy").joinpath("openapi.json").read_bytes()
 
     async def openapi(request: web.Request) -> web.Response:
-        return web.Response(body=spec, content_type=JSON_TYPE)
+        return web.Response(body=spec, headers={"Content-Type": JSON_TYPE, "Server": SERVER})
 
     return openapi
 
@@ -389,15 +327,36 @@ def add_ops_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics_route)
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None, workers: int = 1) -> web.Application:
+def create_app(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    *,
+    workers: int = 1,
+    clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
+) -> web.Application:
     """The proxy app (one of `workers` processes). With `metrics_port` set, /metrics and the health routes
     live on `create_ops_app`."""
-    runtime = Runtime.from_settings(settings, metrics or Metrics(), workers)
+    metrics = metrics or Metrics()
+    lifecycle = Lifecycle()
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_REQUEST_BODY)
-    app[RUNTIME] = runtime
-    app.cleanup_ctx.append(runtime.resources)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[LIFECYCLE] = lifecycle
+    app[SAMPLER] = Sampler(app)
+
+    async def components(app: web.Application) -> AsyncIterator[None]:
+        async with open_components(settings, metrics, workers=workers, clock=clock, sleep=sleep) as built:
+            app[COMPONENTS] = built
+            yield
+
+    app.cleanup_ctx.append(components)
+    if tracing.configure(os.environ):
+        app.on_cleanup.append(lambda _: asyncio.to_thread(tracing.shutdown))
+    access = AccessLog(settings.access_log)
     for endpoint in SERVED:
-        app.router.add_get(endpoint.path, DataSeriesHandler(runtime, endpoint).handle, allow_head=False)
+        handler = DataSeriesHandler(endpoint, metrics, lifecycle, settings.max_query_bytes, clock, access)
+        app.router.add_get(endpoint.path, handler.handle, allow_head=False)
     app.router.add_get("/openapi.json", openapi_route())
     if settings.metrics_port is None:
         add_ops_routes(app)
@@ -405,65 +364,17 @@ def create_app(settings: Settings, metrics: Metrics | None = None, workers: int 
 
 
 def create_ops_app(main: web.Application) -> web.Application:
-    """/metrics, /healthz, /readyz on their own port, sharing the main app's runtime."""
+    """/metrics, /healthz, /readyz on their own port, reading the main app's state."""
     app = web.Application(middlewares=[errors_middleware])
-    app[RUNTIME] = main[RUNTIME]
+    app[SETTINGS] = main[SETTINGS]
+    app[METRICS] = main[METRICS]
+    app[LIFECYCLE] = main[LIFECYCLE]
+    app[SAMPLER] = main[SAMPLER]
+
+    async def share(ops: web.Application) -> AsyncIterator[None]:
+        ops[COMPONENTS] = main[COMPONENTS]
+        yield
+
+    app.cleanup_ctx.append(share)
     add_ops_routes(app)
     return app
-
-
-PARSE_ERROR = "Bad request: the HTTP request could not be parsed (a line too long, too many headers, a forbidden byte)"
-
-
-class JsonErrorRequestHandler(web_protocol.RequestHandler):
-    """aiohttp's connection handler, except that what its HTTP parser refuses (before any route or middleware
-    runs) gets a Braze-style JSON body. aiohttp's own plain-text body quotes the offending line, which may hold
-    the sender's credential; ours never echoes a byte of the request."""
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        refused = super().handle_error(request, status, exc, message)  # logs (the kind only: logs.py)
-        payload = {"message": PARSE_ERROR if refused.status < 500 else "Internal error"}
-        response = json_response(refused.status, payload)
-        response.force_close()
-        return response
-
-
-class JsonErrorServer(web.Server):
-    def __call__(self) -> web_protocol.RequestHandler:
-        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class ProxyRunner(web.AppRunner):
-    """An AppRunner whose connections answer parse errors with JSON (see JsonErrorRequestHandler)."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = JsonErrorServer  # the same server; only how it makes connection handlers differs
-        return server
-
-
-def make_runner(app: web.Application, settings: Settings | None = None) -> web.AppRunner:
-    """A runner with bounded request line and headers, graceful shutdown, no access log and JSON parse errors.
-
-    Without settings (the ops app): aiohttp's default bounds, no grace period of its own.
-    """
-    if settings is None:
-        return ProxyRunner(app, handle_signals=False, access_log=None)
-    return ProxyRunner(
-        app,
-        handle_signals=False,
-        access_log=None,
-        shutdown_timeout=settings.shutdown_grace_seconds,
-        # The request line holds the path and the query. Up to this size an overlong query gets the handler's
-        # 400 naming the limit; past it, the HTTP parser refuses the line itself (PARSE_ERROR).
-        max_line_size=max(8190, settings.max_query_bytes + 1024),
-        max_field_size=settings.max_header_bytes,
-        max_headers=64,
-        keepalive_timeout=75.0,
-    )

@@ -1,8 +1,9 @@
-"""A stand-in for Braze's `GET /sessions/data_series`, served on loopback for tests.
+"""A stand-in for Braze's export series (`GET /sessions/data_series` and its siblings, tests/standin_endpoints.py),
+served on loopback for tests.
 
 It follows the contract in braze-api.md, counts what it serves and injects faults, and is driven over
 HTTP admin routes (`/_standin/stats|reset|config`) so a test can steer it in-process or as another process:
-`python -m tests.braze_standin --port N [--latency S]` prints `READY http://127.0.0.1:N` and serves until
+`python -m tests.braze_standin --port N [--latency S] [--zone Z]` prints `READY http://127.0.0.1:N` and serves until
 SIGTERM/SIGINT.
 
 Order of checks for a data request: latency, `fail_status`, the `hang`/`reset` modes, auth (401),
@@ -16,45 +17,46 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import dataclasses
 import datetime as dt
-import hashlib
 import json
 import math
-import re
 import signal
 import time
-from collections.abc import Mapping
+import zoneinfo
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+
+from tests import standin_endpoints
+from tests.standin_endpoints import SPECS
+from tests.standin_time import Cut, buckets, parse_iso
+
+__all__ = ["SPECS", "Cut", "StandinServer", "StandinState", "buckets", "main", "parse_iso"]
 
 MODES = frozenset({"normal", "hang", "reset", "malformed", "not_success", "huge", "slow_body"})
 HANG_LIMIT_S = 120.0
 MAX_LOGGED = 10_000
 SLOW_BODY_CHUNKS = 20
 
-_ISO = re.compile(
-    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
-    r"(?:[Tt ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d+))?)?"
-    r"(?P<tz>[Zz]|(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?)?)?",
-    re.ASCII,  # \d must not match other scripts' digits
-)
-
 
 class StandinState:
     """Everything the stand-in knows: fault settings (plain attributes tests may set) and counters."""
 
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, zone: str = "UTC", clock: Callable[[], float] = time.time) -> None:
         self.base_latency = latency
+        self.base_zone = zone
+        self.clock = clock  # epoch seconds: decides which buckets are still open
         self.generation = 0
         self._release = asyncio.Event()
         self.reset()
 
     def reset(self, now: float | None = None) -> None:
         """Back to a fresh stand-in: counters zeroed, faults cleared, rate limit refilled."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         self.latency = self.base_latency
+        self.zone = self.base_zone  # IANA zone whose days and hours the buckets are cut in
+        self.revision = 0  # a change alters the values of buckets that have not closed yet
         self.fail_status: int | None = None
         self.fail_count = 0
         self.rate_limit = 250_000
@@ -63,6 +65,7 @@ class StandinState:
         self.reset_at = now + self.reset_in
         self.force_429_until = 0.0
         self.retry_after = False
+        self.reset_header = "seconds"  # how X-RateLimit-Reset is written: seconds, milliseconds, far (10 years on)
         self.mode = "normal"
         self.huge_bytes = 5 * 1024 * 1024
         self.slow_seconds = 10.0
@@ -99,16 +102,19 @@ class StandinState:
             "reset_in": _number(0.001),
             "force_429_for": _number(0),
             "retry_after": lambda v: isinstance(v, bool),
+            "reset_header": lambda v: v in ("seconds", "milliseconds", "far"),
             "mode": lambda v: v in MODES,
             "huge_bytes": _int(0),
             "slow_seconds": _number(0),
             "rejected_keys": lambda v: isinstance(v, list) and all(isinstance(k, str) for k in v),
+            "zone": _is_zone,
+            "revision": _int(0),
         }
         errors = [f"unknown setting {k!r}" for k in cfg if k not in checks]
         errors += [f"invalid value for {k!r}: {v!r}" for k, v in cfg.items() if k in checks and not checks[k](v)]
         if errors:
             return errors
-        for name in ("latency", "retry_after", "huge_bytes", "slow_seconds"):
+        for name in ("latency", "retry_after", "reset_header", "huge_bytes", "slow_seconds", "zone", "revision"):
             if name in cfg:
                 setattr(self, name, cfg[name])
         if "fail_status" in cfg:
@@ -140,9 +146,12 @@ class StandinState:
             "reset_at",
             "force_429_until",
             "retry_after",
+            "reset_header",
             "mode",
             "huge_bytes",
             "slow_seconds",
+            "zone",
+            "revision",
         )
         return {name: getattr(self, name) for name in names} | {"rejected_keys": sorted(self.rejected_keys)}
 
@@ -160,15 +169,23 @@ class StandinState:
         return {
             "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
+            "X-RateLimit-Reset": self.reset_value(self.reset_at),
         }
+
+    def reset_value(self, at: float) -> str:
+        """X-RateLimit-Reset as this stand-in writes it: epoch seconds, or (faults) milliseconds, or far ahead."""
+        if self.reset_header == "milliseconds":
+            return str(math.ceil(at * 1000))
+        if self.reset_header == "far":
+            return str(math.ceil(at + 10 * 365 * 86400))
+        return str(math.ceil(at))
 
     def spend(self, now: float) -> web.Response | None:
         """Spend one call of the budget, or return the 429 to answer instead."""
         headers = self.rate_headers(now)
         until = self.force_429_until if now < self.force_429_until else None
         if until is not None:
-            headers.update({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(math.ceil(until))})
+            headers.update({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": self.reset_value(until)})
         elif self.remaining > 0:
             self.remaining -= 1
             return None
@@ -183,6 +200,16 @@ def _number(low: float) -> Any:
     return lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v >= low
 
 
+def _is_zone(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _int(low: int, high: int | None = None, nullable: bool = False) -> Any:
     def ok(v: Any) -> bool:
         if v is None:
@@ -190,75 +217,6 @@ def _int(low: int, high: int | None = None, nullable: bool = False) -> Any:
         return isinstance(v, int) and not isinstance(v, bool) and low <= v and (high is None or v <= high)
 
     return ok
-
-
-@dataclasses.dataclass(frozen=True)
-class Question:
-    length: int
-    unit: str
-    ending_at: dt.datetime
-    app_id: str | None
-    segment_id: str | None
-
-
-def parse_iso(text: str) -> dt.datetime | None:
-    """ISO-8601 as Braze accepts it (incl. `-5:00` and `+0530`); naive means UTC. None if invalid."""
-    m = _ISO.fullmatch(text)
-    if m is None:
-        return None
-    tz = dt.UTC
-    if m["sign"]:
-        hours, minutes = int(m["oh"]), int(m["om"] or 0)
-        if hours > 23 or minutes > 59:
-            return None
-        sign = -1 if m["sign"] == "-" else 1
-        tz = dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
-    fraction = (m["f"] or "")[:6].ljust(6, "0")
-    year, month, day, hour, minute, second = (int(m[name] or 0) for name in ("y", "mo", "d", "h", "mi", "s"))
-    try:
-        return dt.datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=tz)
-    except ValueError:
-        return None
-
-
-def parse_question(query: Mapping[str, str], now: dt.datetime) -> tuple[Question | None, list[str]]:
-    """Validate the query parameters; return the question or the list of errors."""
-    errors = []
-    raw_length = query.get("length")
-    length = int(raw_length) if raw_length and re.fullmatch(r"[0-9]{1,6}", raw_length) else 0
-    if not 1 <= length <= 100:
-        errors.append("length must be an integer between 1 and 100")
-    unit = query.get("unit", "day")
-    if unit not in ("day", "hour"):
-        errors.append("unit must be 'day' or 'hour'")
-    raw_end = query.get("ending_at")
-    ending_at = now if raw_end is None else parse_iso(raw_end)
-    if ending_at is None:
-        errors.append("ending_at must be an ISO-8601 date-time")
-    if errors or ending_at is None:
-        return None, errors
-    return Question(length, unit, ending_at, query.get("app_id"), query.get("segment_id")), []
-
-
-def series(question: Question, api_key: str) -> list[dict[str, Any]]:
-    """The points ending at the UTC bucket holding `ending_at`; raises OverflowError near year 1."""
-    end = question.ending_at.astimezone(dt.UTC)
-    if question.unit == "day":
-        day = end.date()
-        times = [(day - dt.timedelta(days=i)).isoformat() for i in reversed(range(question.length))]
-    else:
-        hour = end.replace(minute=0, second=0, microsecond=0)
-        times = [
-            (hour - dt.timedelta(hours=i)).strftime("%Y-%m-%dT%H:00:00Z") for i in reversed(range(question.length))
-        ]
-    scale = 100_000 if question.unit == "day" else 5_000
-    points = []
-    for t in times:
-        # Seeded by the key too, so answers for two credentials never coincide by accident.
-        seed = "\x1f".join([api_key, question.app_id or "-", question.segment_id or "-", question.unit, t])
-        sessions = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % scale
-        points.append({"time": t, "sessions": sessions})
-    return points
 
 
 def _dumps(obj: Any) -> bytes:
@@ -293,7 +251,13 @@ STATE = web.AppKey("state", StandinState)
 async def data_series(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     auth = request.headers.get("Authorization")
-    entry = {"t": time.time(), "query": request.rel_url.raw_query_string, "authorization": auth, "status": 0}
+    entry = {
+        "t": state.clock(),
+        "path": request.path,
+        "query": request.rel_url.raw_query_string,
+        "authorization": auth,
+        "status": 0,
+    }
     state.calls += 1
     state.requests.append(entry)
     generation = state.generation
@@ -308,7 +272,7 @@ async def data_series(request: web.Request) -> web.StreamResponse:
 async def _answer(request: web.Request, state: StandinState) -> web.StreamResponse:
     if state.latency and await state.pause(state.latency):
         return _drop(request)
-    now = time.time()
+    now = state.clock()
     if state.fail_status is not None and state.fail_count != 0:
         state.fail_count -= 1 if state.fail_count > 0 else 0
         body = {"message": "Internal Server Error", "errors": [f"injected failure {state.fail_status}"]}
@@ -326,18 +290,22 @@ async def _answer(request: web.Request, state: StandinState) -> web.StreamRespon
     if limited is not None:
         return limited
     headers = state.rate_headers(now)
-    question, errors = parse_question(request.query, dt.datetime.fromtimestamp(now, dt.UTC))
+    ask, errors = standin_endpoints.parse(SPECS[request.path], request.query, dt.datetime.fromtimestamp(now, dt.UTC))
+    status, payload = 400, {}
     try:
-        points = series(question, key) if question is not None else []
+        if ask is not None:
+            status, payload = standin_endpoints.answer(ask, key, Cut(state.zone, state.revision, now))
     except OverflowError:
         errors = ["ending_at is out of range"]
     if errors:
         return _json(400, {"message": "Invalid parameters", "errors": errors}, headers)
-    return await _success(request, state, points, headers)
+    if status != 200:  # Braze's own refusal of a valid request (a segment without analytics tracking)
+        return _json(status, payload, headers)
+    return await _success(request, state, payload["data"], headers)
 
 
 async def _success(
-    request: web.Request, state: StandinState, points: list[dict[str, Any]], headers: dict[str, str]
+    request: web.Request, state: StandinState, points: Any, headers: dict[str, str]
 ) -> web.StreamResponse:
     if state.mode == "malformed":
         return web.Response(body=b'{"message": "success", "data": [', content_type="application/json", headers=headers)
@@ -383,7 +351,7 @@ async def admin_config(request: web.Request) -> web.Response:
         cfg = None
     if not isinstance(cfg, dict):
         return web.json_response({"errors": ["body must be a JSON object"]}, status=400)
-    errors = state.configure(cfg, time.time())
+    errors = state.configure(cfg, state.clock())
     if errors:
         return web.json_response({"errors": errors}, status=400)
     return web.json_response(state.settings())
@@ -392,7 +360,8 @@ async def admin_config(request: web.Request) -> web.Response:
 def make_app(state: StandinState) -> web.Application:
     app = web.Application()
     app[STATE] = state
-    app.router.add_get("/sessions/data_series", data_series)
+    for path in SPECS:
+        app.router.add_get(path, data_series)
     app.router.add_get("/_standin/stats", admin_stats)
     app.router.add_post("/_standin/reset", admin_reset)
     app.router.add_post("/_standin/config", admin_config)
@@ -439,8 +408,8 @@ class StandinServer:
         await self.stop()
 
 
-async def _serve(port: int, latency: float) -> None:
-    server = StandinServer(StandinState(latency=latency))
+async def _serve(port: int, latency: float, zone: str) -> None:
+    server = StandinServer(StandinState(latency=latency, zone=zone))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -453,11 +422,14 @@ async def _serve(port: int, latency: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Braze /sessions/data_series stand-in on 127.0.0.1")
+    parser = argparse.ArgumentParser(description="Braze export series stand-in on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added before each answer")
+    parser.add_argument("--zone", default="UTC", help="IANA time zone whose days and hours the buckets follow")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.port, args.latency))
+    if not _is_zone(args.zone):
+        parser.error(f"--zone: unknown IANA time zone {args.zone!r}")
+    asyncio.run(_serve(args.port, args.latency, args.zone))
 
 
 if __name__ == "__main__":

@@ -59,11 +59,13 @@ def start_proxy(standin: StandinProcess) -> Iterator[ProxyFactory]:
     """Start proxy processes against the stand-in: `start_proxy(REDIS_URL=..., API_KEY=...)`.
 
     Keyword names are settings without the BRAZE_PROXY_ prefix; every process is stopped after the test.
+    Windows from buckets are off unless asked (WINDOWS=true): these tests count the exact path's calls
+    (the path Canvas and every fallback take); tests/test_windows*.py cover the default.
     """
     started: list[ProxyProcess] = []
 
     def start(*, args: tuple[str, ...] = (), health_port: int | None = None, **settings: Any) -> ProxyProcess:
-        env = {"BRAZE_PROXY_UPSTREAM_URL": standin.url, "BRAZE_PROXY_LOG_LEVEL": "INFO"}
+        env = {"BRAZE_PROXY_UPSTREAM_URL": standin.url, "BRAZE_PROXY_LOG_LEVEL": "INFO", "BRAZE_PROXY_WINDOWS": "false"}
         env.update({f"BRAZE_PROXY_{name.upper()}": str(value) for name, value in settings.items()})
         proxy = ProxyProcess(env, args=args, health_port=health_port)
         started.append(proxy)

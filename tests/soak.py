@@ -157,7 +157,8 @@ async def soak(seconds: float, workers: int = 8, log: Callable[[str], None] = pr
             "BRAZE_PROXY_UPSTREAM_URL": standin.url,
             "BRAZE_PROXY_REDIS_URL": redis_server.url,
             "BRAZE_PROXY_UPSTREAM_TIMEOUT": "1.0",
-            "BRAZE_PROXY_L1_MAX_ENTRIES": "2000",
+            "BRAZE_PROXY_MEMORY_MAX_ENTRIES": "2000",  # the L1 in front of Redis: full within the warm-up
+            "BRAZE_PROXY_MEMORY_MAX_BYTES": str(8 * MiB),
             "BRAZE_PROXY_TTL_SETTLED": "5",  # entries go stale during the run, so stale answers are exercised
             "BRAZE_PROXY_RATE_LIMIT_BURST": "1000000",
             "BRAZE_PROXY_LOG_LEVEL": "WARNING",

@@ -62,7 +62,7 @@ async def test_l1_stays_within_its_cap(
 ) -> None:
     cap = 200
     proxy = start_proxy(
-        REDIS_URL=redis_server.url, REDIS_KEY_PREFIX="bounded-l1:", L1_MAX_ENTRIES=cap, RATE_LIMIT_BURST=BURST
+        REDIS_URL=redis_server.url, REDIS_KEY_PREFIX="bounded-l1:", MEMORY_MAX_ENTRIES=cap, RATE_LIMIT_BURST=BURST
     )
     tally = await run_load(distinct(proxy), workers=8, seconds=30, max_requests=1000)
     assert tally.failures() == 0, tally.counts
@@ -104,7 +104,9 @@ async def test_pools_and_file_descriptors_stay_within_their_settings(
     assert tally.failures() == 0, (tally.counts, tally.samples)
     assert samples
     assert max(s[0] for s in samples) <= upstream_pool
-    assert max(s[1] for s in samples) <= redis_pool, (samples, [line for line in proxy.logs().splitlines()[-20:]])
-    assert max(s[2] for s in samples) <= baseline + 40 + upstream_pool + redis_pool + 8
-    assert after <= baseline + upstream_pool + redis_pool + 4, (baseline, after)
+    # The pool, and the one subscriber connection that wakes waiting fills (proxy/redis_listener.py).
+    redis_limit = redis_pool + 1
+    assert max(s[1] for s in samples) <= redis_limit, (samples, [line for line in proxy.logs().splitlines()[-20:]])
+    assert max(s[2] for s in samples) <= baseline + 40 + upstream_pool + redis_limit + 8
+    assert after <= baseline + upstream_pool + redis_limit + 4, (baseline, after)
     assert "redis unreachable" not in proxy.logs()  # a busy pool is not an outage

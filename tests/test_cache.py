@@ -29,7 +29,7 @@ class Clock:
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "memory":
-        yield MemoryStore(100, 1 << 20, time.time)
+        yield MemoryStore(MemoryLRU(100, 1 << 20), time.time)
         return
     request.getfixturevalue("redis_client")  # flushed
     server: RedisServer = request.getfixturevalue("redis_server")
@@ -47,15 +47,13 @@ async def test_get_of_a_missing_key_is_none(store: Store) -> None:
     assert await store.get("v1:absent") is None
 
 
-async def test_set_get_delete(store: Store) -> None:
+async def test_set_then_get(store: Store) -> None:
     stored = entry()
-    await store.set("v1:k", stored, time.time())
+    assert await store.set("v1:k", stored, time.time()) is True
     got = await store.get("v1:k")
     assert (
         got is not None and got.body == stored.body and got.fresh_until == pytest.approx(stored.fresh_until, abs=1e-3)
     )
-    await store.delete("v1:k")
-    assert await store.get("v1:k") is None
 
 
 async def test_binary_bodies_survive(store: Store) -> None:
@@ -74,7 +72,7 @@ async def test_entries_expire_at_the_end_of_their_stale_window(store: Store) -> 
 
 async def test_an_already_expired_entry_is_not_stored(store: Store) -> None:
     now = time.time()
-    await store.set("v1:old", Entry(b"{}", 200, "application/json", now - 10, now - 5, now - 1), now)
+    assert await store.set("v1:old", Entry(b"{}", 200, "application/json", now - 10, now - 5, now - 1), now) is False
     assert await store.get("v1:old") is None
 
 
@@ -127,8 +125,15 @@ def test_lru_is_bounded_by_entries_and_bytes() -> None:
     for i in range(10):
         small.put(f"k{i}", entry(b"x" * 500), now + 60, now)
     assert small.bytes <= 2_000 and len(small) == 3
-    small.put("huge", entry(b"x" * 5_000), now + 60, now)
-    assert small.get("huge", now) is None  # larger than the whole cache: not kept
+    assert small.evictions == 7
+    assert small.put("huge", entry(b"x" * 5_000), now + 60, now) is False  # larger than the whole cache: not kept
+    assert small.get("huge", now) is None
+
+
+async def test_the_memory_store_says_so_when_an_entry_is_too_large_to_keep() -> None:
+    store = MemoryStore(MemoryLRU(100, 2_000), time.time)
+    assert await store.set("v1:big", entry(b"x" * 5_000), time.time()) is False
+    assert await store.get("v1:big") is None
 
 
 def test_lru_drops_entries_at_their_deadline() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,12 +32,18 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ("BRAZE_PROXY_PORT", "http", "BRAZE_PROXY_PORT"),
         ("BRAZE_PROXY_PORT", "70000", "BRAZE_PROXY_PORT"),
         ("BRAZE_PROXY_UPSTREAM_URL", "ftp://example", "BRAZE_PROXY_UPSTREAM_URL: must be an http(s) URL"),
-        ("BRAZE_PROXY_REDIS_URL", "localhost:6379", "BRAZE_PROXY_REDIS_URL: must start with redis://"),
+        ("BRAZE_PROXY_REDIS_URL", "localhost:6379", "redis+sentinel://, rediss+sentinel://, redis+cluster://"),
+        ("BRAZE_PROXY_UPSTREAM_PROXY", "proxy:3128", "BRAZE_PROXY_UPSTREAM_PROXY: must be an http(s) URL of a proxy"),
         ("BRAZE_PROXY_REPORTING_TIMEZONE", "Mars/Olympus", "unknown IANA time zone 'Mars/Olympus'"),
         ("BRAZE_PROXY_TTL_OPEN_DAY", "-1", "BRAZE_PROXY_TTL_OPEN_DAY"),
         ("BRAZE_PROXY_RATE_LIMIT_PER_HOUR", "lots", "BRAZE_PROXY_RATE_LIMIT_PER_HOUR"),
         ("BRAZE_PROXY_REDIS_OUTAGE_POLICY", "maybe", "BRAZE_PROXY_REDIS_OUTAGE_POLICY"),
         ("BRAZE_PROXY_CLIENT_TOKENS", "team:tok", "needs BRAZE_PROXY_API_KEY"),
+        ("BRAZE_PROXY_API_KEY", "managed-key", "managed-key mode needs BRAZE_PROXY_CLIENT_TOKENS"),
+        ("BRAZE_PROXY_WORKSPACES", '{"eu": {"key_sha256": ["not-a-hash"]}}', "never the keys"),
+        ("BRAZE_PROXY_WORKSPACES", '{"eu": ', "BRAZE_PROXY_WORKSPACES"),
+        ("BRAZE_PROXY_BUDGET_GROUPS", '{"campaigns": {"rate_limit_per_hour": 0}}', "BRAZE_PROXY_BUDGET_GROUPS"),
+        ("BRAZE_PROXY_UPSTREAM_URL", "https://user:secret@rest.iad-01.braze.com", "must not carry a user or password"),
     ],
 )
 def test_bad_settings_stop_start_up_with_one_line(name: str, value: str, fragment: str) -> None:
@@ -58,6 +65,23 @@ def test_a_malformed_token_list_names_the_variable_without_echoing_secrets() -> 
 def test_check_accepts_good_settings() -> None:
     result = run("--check", BRAZE_PROXY_REDIS_URL="redis://127.0.0.1:1/0", BRAZE_PROXY_TTL_OPEN_HOUR="2.5")
     assert result.returncode == 0, result.stderr
+    managed = run(
+        "--check",
+        BRAZE_PROXY_API_KEY="managed-key",
+        BRAZE_PROXY_CLIENT_TOKENS="alpha:tok-a:3, beta:tok-b",
+        BRAZE_PROXY_WORKSPACES='{"eu": {"key_sha256": ["' + "ab" * 32 + '"], "rate_limit_per_hour": 5000}}',
+    )
+    assert managed.returncode == 0, managed.stderr
+    anonymous = run("--check", BRAZE_PROXY_API_KEY="managed-key", BRAZE_PROXY_ALLOW_ANONYMOUS="true")
+    assert anonymous.returncode == 0, anonymous.stderr
+
+
+@pytest.mark.parametrize("tokens", ["a:t:0", "a:t:lots", "a:t:1:2", "a b:t", "a:t,a:u", "a:t,b:t", ":t"])
+def test_malformed_team_tokens_stop_start_up_without_echoing_them(tokens: str) -> None:
+    result = run(BRAZE_PROXY_API_KEY="k-secret-123", BRAZE_PROXY_CLIENT_TOKENS=tokens)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "BRAZE_PROXY_CLIENT_TOKENS" in result.stderr
+    assert "k-secret-123" not in result.stderr
 
 
 def test_help_lists_every_setting() -> None:
@@ -75,12 +99,39 @@ def test_a_taken_port_is_one_clear_line(start_proxy) -> None:  # type: ignore[no
     assert result.returncode == 3
     assert f"cannot listen on 127.0.0.1:{running.port}" in result.stderr
     assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert all(json.loads(line) for line in lines), lines  # the JSON log format, even for this
+    assert not any(json.loads(line).get("message") == "proxy ready" for line in lines)  # never before the bind
 
 
-def test_readme_and_example_env_document_every_setting() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    example = (REPO_ROOT / "config" / "example.env").read_text()
+def test_the_reference_and_example_env_are_generated_from_the_settings_model() -> None:
+    from proxy.reference import example_env, markdown_reference
+
+    assert (REPO_ROOT / "config" / "example.env").read_text() == example_env(), "run: python -m proxy.reference"
+    assert (REPO_ROOT / "docs" / "configuration.md").read_text() == markdown_reference()
     for name in Settings.model_fields:
         variable = f"BRAZE_PROXY_{name.upper()}"
-        assert f"`{variable}`" in readme, variable
-        assert f"{variable}=" in example, variable
+        assert f"`{variable}`" in markdown_reference(), variable
+        assert f"{variable}=" in example_env(), variable
+
+
+def test_check_warns_about_unknown_variables_and_prints_derived_values() -> None:
+    result = run("--check", BRAZE_PROXY_UPSTREAM_TIMOUT="3", BRAZE_PROXY_UPSTREAM_TIMEOUT="4")
+    assert result.returncode == 0, result.stderr
+    assert "BRAZE_PROXY_UPSTREAM_TIMOUT is not a setting" in result.stderr
+    assert "BRAZE_PROXY_UPSTREAM_TIMEOUT " not in result.stderr
+    # The fill lock and the replicas' wait: the retry budget (15) + the upstream timeout (4) + 2.
+    assert "derived fill_lock_and_coalesce_wait_seconds = 21.0" in result.stdout
+
+
+def test_stale_while_revalidate_longer_than_the_stale_window_is_refused_not_clamped() -> None:
+    result = run(BRAZE_PROXY_STALE_SECONDS="30", BRAZE_PROXY_STALE_WHILE_REVALIDATE_SECONDS="60")
+    assert result.returncode == 2
+    assert "STALE_WHILE_REVALIDATE_SECONDS must not exceed" in result.stderr
+
+
+def test_floor_ending_at_is_gone_so_now_requests_cannot_make_a_key_each() -> None:
+    """Issue 15 #9: FLOOR_ENDING_AT=false made every request without ending_at its own key; it is no setting."""
+    assert "floor_ending_at" not in Settings.model_fields
+    result = run("--check", BRAZE_PROXY_FLOOR_ENDING_AT="false")
+    assert "BRAZE_PROXY_FLOOR_ENDING_AT is not a setting" in result.stderr

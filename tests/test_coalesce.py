@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 import redis
-import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from proxy.coalesce import ClusterLock, Flights
-from proxy.entry import Entry
+from proxy.coalesce import MAX_MARKER_SECONDS, ClusterLock, Flights, Marker, decode_marker, encode_marker
 from proxy.errors import StoreError
-from proxy.redis_store import RedisStore, connect, entry_key
+from proxy.redis_conn import RedisConnection
+from proxy.redis_store import connect, entry_key
 from tests.procs import RedisServer, free_port
 
 PREFIX = "test:"
@@ -100,88 +99,98 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_call_for_the_others()
 
 
 @pytest_asyncio.fixture
-async def aclient(redis_server: RedisServer, redis_client: redis.Redis) -> AsyncIterator[aioredis.Redis]:
+async def aclient(redis_server: RedisServer, redis_client: redis.Redis) -> AsyncIterator[RedisConnection]:
     client = connect(redis_server.url, 1.0, 8)
     yield client
-    await client.aclose(close_connection_pool=True)
+    await client.close()
 
 
-def entry(body: bytes = b'{"message":"success","data":[]}', status: int = 200, ttl: float = 60) -> Entry:
-    now = time.time()
-    return Entry(body, status, "application/json", now, now + ttl, now + ttl * 2)
+BASE = entry_key(PREFIX, KEY)
 
 
-async def test_one_replica_holds_the_lock_and_only_its_token_releases_it(aclient: aioredis.Redis) -> None:
-    replica_a = ClusterLock(aclient, PREFIX, 1.0, lock_seconds=10)
-    replica_b = ClusterLock(aclient, PREFIX, 1.0, lock_seconds=10)
-    token = await replica_a.acquire(KEY)
+def marker(status: int = 502, body: bytes = b'{"message":"Bad gateway"}') -> Marker:
+    return Marker("error", status, body)
+
+
+def test_markers_round_trip_and_foreign_bytes_are_none() -> None:
+    for m in (marker(), Marker("passed_on", 401, b'{"message":"Invalid API key"}', "application/json; x=1", None),
+              Marker("error", 429, b"{}", retry_after=12.5)):  # fmt: skip
+        assert decode_marker(encode_marker(m)) == m
+    for foreign in (b"", b"E1|200|1|2|3|x\n{}", b"M1|other|200||a\n", b"M1|error|x||a\n", b"M1|error|200||a"):
+        assert decode_marker(foreign) is None
+
+
+async def test_one_replica_holds_the_lock_and_only_its_token_releases_it(aclient: RedisConnection) -> None:
+    replica_a = ClusterLock(aclient, 1.0, lock_seconds=10)
+    replica_b = ClusterLock(aclient, 1.0, lock_seconds=10)
+    token = await replica_a.acquire(BASE)
     assert token is not None
-    assert await replica_b.acquire(KEY) is None
-    assert (await replica_b.peek(KEY))[1] is True
-    await replica_b.release(KEY, "not-the-token")
-    assert await replica_b.acquire(KEY) is None, "a stranger's release is a no-op"
-    await replica_a.release(KEY, token)
-    assert (await replica_b.peek(KEY))[1] is False
-    assert await replica_b.acquire(KEY) is not None
+    assert await replica_b.acquire(BASE) is None
+    assert (await replica_b.peek(BASE))[0] is True
+    await replica_b.release(BASE, "not-the-token")
+    assert await replica_b.acquire(BASE) is None, "a stranger's release is a no-op"
+    await replica_a.release(BASE, token)
+    assert (await replica_b.peek(BASE))[0] is False
+    assert await replica_b.acquire(BASE) is not None
 
 
-async def test_a_lock_whose_holder_died_expires(aclient: aioredis.Redis) -> None:
-    lock = ClusterLock(aclient, PREFIX, 1.0, lock_seconds=0.2)
-    assert await lock.acquire(KEY) is not None
-    assert await lock.acquire(KEY) is None
+async def test_a_lock_whose_holder_died_expires(aclient: RedisConnection) -> None:
+    lock = ClusterLock(aclient, 1.0, lock_seconds=0.2)
+    assert await lock.acquire(BASE) is not None
+    assert await lock.acquire(BASE) is None
     await asyncio.sleep(0.3)
-    assert await lock.acquire(KEY) is not None
+    assert await lock.acquire(BASE) is not None
 
 
-async def test_peek_sees_entry_lock_and_failure_in_one_round_trip(aclient: aioredis.Redis) -> None:
-    store = RedisStore(aclient, PREFIX, 1.0)
-    lock = ClusterLock(aclient, PREFIX, 1.0, lock_seconds=10)
-    assert await lock.peek(KEY) == (None, False, None)
-    stored = entry()
-    await store.set(KEY, stored, time.time())
-    token = await lock.acquire(KEY)
+async def test_peek_sees_lock_and_marker_in_one_round_trip(aclient: RedisConnection) -> None:
+    lock = ClusterLock(aclient, 1.0, lock_seconds=10)
+    assert await lock.peek(BASE) == (False, None)
+    token = await lock.acquire(BASE)
     assert token is not None
-    failure = entry(b'{"message":"Bad gateway"}', 502, ttl=0)
-    await lock.post_failure(KEY, failure, 0.2)
-    got, locked, marker = await lock.peek(KEY)
+    await lock.post(BASE, marker(), 0.2)
+    locked, got = await lock.peek(BASE)
     assert locked
-    assert got is not None and got.body == stored.body
-    assert marker is not None and (marker.status, marker.body) == (502, failure.body)
+    assert got == marker()
     await asyncio.sleep(0.3)
-    assert (await lock.peek(KEY))[2] is None, "the marker is short-lived"
+    assert (await lock.peek(BASE))[1] is None, "the marker is short-lived"
 
 
-async def test_a_new_fill_clears_the_previous_fills_failure(aclient: aioredis.Redis) -> None:
-    """A waiter on the new fill must not be handed the error of a fill that already ended."""
-    lock = ClusterLock(aclient, PREFIX, 1.0, lock_seconds=10)
-    token = await lock.acquire(KEY)
+async def test_a_marker_never_outlives_its_cap(aclient: RedisConnection) -> None:
+    lock = ClusterLock(aclient, 1.0, lock_seconds=10)
+    await lock.post(BASE, marker(429), 1.8e12)  # a Retry-After read in the wrong unit
+    assert 0 < await aclient.client.pttl(BASE + ":fail") <= MAX_MARKER_SECONDS * 1000
+
+
+async def test_a_new_fill_clears_the_previous_fills_marker(aclient: RedisConnection) -> None:
+    """A waiter on the new fill must not be handed how a fill that already ended ended."""
+    lock = ClusterLock(aclient, 1.0, lock_seconds=10)
+    token = await lock.acquire(BASE)
     assert token is not None
-    await lock.post_failure(KEY, entry(b'{"message":"Bad gateway"}', 502, ttl=0), 3.0)
-    await lock.release(KEY, token)
-    assert (await lock.peek(KEY))[2] is not None
-    assert await lock.acquire(KEY) is not None
-    assert (await lock.peek(KEY))[2] is None
+    await lock.post(BASE, marker(), 3.0)
+    await lock.release(BASE, token)
+    assert (await lock.peek(BASE))[1] is not None
+    assert await lock.acquire(BASE) is not None
+    assert (await lock.peek(BASE))[1] is None
 
 
-async def test_entry_lock_and_marker_share_one_cluster_slot(aclient: aioredis.Redis) -> None:
-    lock = ClusterLock(aclient, PREFIX, 1.0, lock_seconds=10)
-    token = await lock.acquire(KEY)
+async def test_entry_lock_and_marker_share_one_cluster_slot(aclient: RedisConnection) -> None:
+    lock = ClusterLock(aclient, 1.0, lock_seconds=10)
+    token = await lock.acquire(BASE)
     assert token is not None
-    await lock.post_failure(KEY, entry(status=502), 1.0)
-    base = entry_key(PREFIX, KEY)
-    keys = sorted(await aclient.keys(f"{PREFIX}*"))
-    assert keys == sorted(k.encode() for k in (base + ":lock", base + ":fail"))
-    assert len({key_slot(k) for k in [*keys, base.encode()]}) == 1
+    await lock.post(BASE, marker(), 1.0)
+    keys = sorted(await aclient.client.keys(f"{PREFIX}*"))
+    assert keys == sorted(k.encode() for k in (BASE + ":lock", BASE + ":fail"))
+    assert len({key_slot(k) for k in [*keys, BASE.encode()]}) == 1
 
 
 async def test_an_unreachable_redis_raises_store_error_quickly() -> None:
     client = connect(f"redis://127.0.0.1:{free_port()}/0", 0.3, 2)
-    lock = ClusterLock(client, PREFIX, 0.3, lock_seconds=1)
+    lock = ClusterLock(client, 0.3, lock_seconds=1)
     started = time.monotonic()
     try:
-        for attempt in (lock.acquire(KEY), lock.peek(KEY), lock.release(KEY, "t"), lock.post_failure(KEY, entry(), 1)):
+        for attempt in (lock.acquire(BASE), lock.peek(BASE), lock.release(BASE, "t"), lock.post(BASE, marker(), 1)):
             with pytest.raises(StoreError):
                 await attempt
     finally:
-        await client.aclose(close_connection_pool=True)
+        await client.close()
     assert time.monotonic() - started < 3

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from proxy.endpoints import SESSIONS
+from proxy.endpoints import CAMPAIGNS, CANVAS, CANVAS_SUMMARY, KPI_DAU, SENDS, SESSIONS, Endpoint
 from proxy.freshness import FreshnessPolicy, decide
 from proxy.query import Question
 
@@ -61,3 +61,23 @@ def test_the_reporting_zone_decides_whether_a_day_is_open() -> None:
     now = datetime(2026, 11, 29, 16, tzinfo=UTC)
     assert decide(question("day", ending), now, tokyo).phase == "open"
     assert decide(question("day", datetime(2026, 11, 29, 0, tzinfo=UTC)), now, tokyo).phase == "recent"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "closed_days_ago", "phase"),
+    [
+        (SESSIONS, 3, "settled"),  # the setting: 2 days
+        (KPI_DAU, 3, "settled"),
+        (CAMPAIGNS, 3, "recent"),  # Braze restates campaign days for 14 days
+        (CAMPAIGNS, 13, "recent"),
+        (CAMPAIGNS, 15, "settled"),
+        (SENDS, 13, "recent"),
+        (CANVAS, 13, "recent"),
+        (CANVAS_SUMMARY, 15, "settled"),
+    ],
+)
+def test_an_endpoint_settle_window_replaces_the_setting(endpoint: Endpoint, closed_days_ago: int, phase: str) -> None:
+    day = datetime(2026, 11, 29, tzinfo=UTC) - timedelta(days=closed_days_ago)  # the series ends the day before
+    fresh = decide(Question(endpoint, 1, "day", day - timedelta(days=1), ()), NOW, POLICY)
+    assert fresh.phase == phase
+    assert fresh.ttl == {"recent": 1800, "settled": 86400}[phase]

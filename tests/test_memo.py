@@ -13,7 +13,7 @@ from proxy.memo import QuestionMemo, Resolved
 from proxy.query import KeyRules, ParsedQuery, parse_query
 
 NOW = datetime(2026, 11, 29, 12, 34, 56, tzinfo=UTC)
-CREDENTIAL = Credential("mabc", "key", "managed")
+CREDENTIAL = Credential("mabc", "key", "default", "anonymous", "anonymous")
 UTC_RULES = KeyRules(UTC)
 
 
@@ -42,11 +42,10 @@ def test_the_day_bucket_ends_at_midnight_in_the_reporting_zone() -> None:
     assert parsed.valid_until == datetime(2026, 11, 30, 5, tzinfo=UTC).timestamp()
 
 
-def test_unfloored_now_is_never_reused() -> None:
-    parsed = parse("length=7&unit=hour", rules=KeyRules(UTC, floor=False))
-    assert parsed.valid_until == NOW.timestamp()
+def test_a_resolution_valid_for_no_later_request_is_not_kept() -> None:
+    parsed = parse("length=7&unit=hour")
     memo = QuestionMemo()
-    memo.put("length=7&unit=hour", None, resolved(parsed), NOW.timestamp())
+    memo.put("length=7&unit=hour", None, resolved(parsed), parsed.valid_until)
     assert len(memo) == 0
 
 

@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from proxy.credentials import scope_of
-from proxy.endpoints import SESSIONS
+from proxy.endpoints import CANVAS, CANVAS_SUMMARY, KPI_DAU, SERVED, SESSIONS, Endpoint
 from proxy.errors import InvalidRequest
 from proxy.query import KeyRules, Question, parse_query
 
@@ -82,16 +82,6 @@ def test_the_reporting_zone_moves_day_boundaries() -> None:
     assert key(late_utc, RULES) != key("length=1&ending_at=2018-06-28T12:00:00Z", RULES)
 
 
-def test_without_flooring_each_instant_is_its_own_key() -> None:
-    exact = KeyRules(UTC, floor=False)
-    assert key("length=1&ending_at=2018-06-28T12:00:00Z", exact) != key(
-        "length=1&ending_at=2018-06-28T13:00:00Z", exact
-    )
-    assert key("length=1&ending_at=2018-06-28T12:00:00Z", exact) == key(
-        "length=1&ending_at=2018-06-28T07:00:00-5:00", exact
-    )
-
-
 def test_omitted_ending_at_is_now() -> None:
     assert ask("length=1").ending_at == datetime(2026, 11, 29, tzinfo=UTC)
     assert ask("length=1&unit=hour").ending_at == datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -110,7 +100,6 @@ def test_upstream_params_are_explicit_and_ordered() -> None:
 
 def test_legacy_api_key_is_a_credential_not_a_question() -> None:
     parsed = parse_query([("length", "1"), ("api_key", "secret-key")], SESSIONS, RULES, NOW)
-    assert parsed.legacy_api_key == "secret-key"
     assert "secret" not in parsed.question.cache_key(scope_of("p", "secret-key"))
     assert parsed.question == ask("length=1")
 
@@ -196,3 +185,123 @@ def test_credentials_never_appear_in_keys(params: dict[str, str], secret: str) -
     cache_key = ask(encode(params)).cache_key(scope)
     assert secret not in cache_key
     assert cache_key != ask(encode(params)).cache_key(scope_of("p", secret + "x"))
+
+
+# --- the other endpoints ----------------------------------------------------------------------------------
+
+
+def ask_at(endpoint: Endpoint, query: str) -> Question:
+    return parse_query(parse_qsl(query, keep_blank_values=True), endpoint, RULES, NOW).question
+
+
+def errors_at(endpoint: Endpoint, query: str) -> list[str]:
+    with pytest.raises(InvalidRequest) as caught:
+        ask_at(endpoint, query)
+    assert caught.value.status == 400
+    return caught.value.errors
+
+
+def required_ids(endpoint: Endpoint) -> str:
+    return "".join(f"&{f.name}=x" for f in endpoint.filters if f.required)
+
+
+@pytest.mark.parametrize("endpoint", SERVED, ids=lambda e: e.name)
+def test_every_endpoint_refuses_what_it_does_not_take(endpoint: Endpoint) -> None:
+    ok = f"length={endpoint.max_length}{required_ids(endpoint)}"
+    assert ask_at(endpoint, ok).length == endpoint.max_length
+    too_long = f"length={endpoint.max_length + 1}{required_ids(endpoint)}"
+    assert any(f"from 1 to {endpoint.max_length}" in e for e in errors_at(endpoint, too_long))
+    assert any("unknown parameter 'colour'" in e for e in errors_at(endpoint, ok + "&colour=red"))
+    for spec in endpoint.filters:
+        if spec.required:
+            missing = ok.replace(f"&{spec.name}=x", "")
+            assert errors_at(endpoint, missing) == [f"parameter '{spec.name}' is required"]
+    if endpoint.supports_hour:
+        assert ask_at(endpoint, ok + "&unit=hour").unit == "hour"
+    else:
+        assert errors_at(endpoint, ok + "&unit=hour") == ["parameter 'unit' must be 'day' for this endpoint"]
+        assert ask_at(endpoint, ok + "&unit=day") == ask_at(endpoint, ok)
+
+
+@pytest.mark.parametrize("endpoint", SERVED, ids=lambda e: e.name)
+def test_day_only_endpoints_send_no_unit(endpoint: Endpoint) -> None:
+    names = [name for name, _ in ask_at(endpoint, f"length=2{required_ids(endpoint)}").upstream_params(UTC)]
+    assert ("unit" in names) == endpoint.supports_hour
+    assert names[0] == "length" and "ending_at" in names
+
+
+def test_names_are_unique_and_label_safe() -> None:
+    names = [e.name for e in SERVED]
+    assert len(set(names)) == len(names) == 13
+    assert all(name.replace("_", "").isalnum() and name.islower() for name in names)
+    assert len({e.path for e in SERVED}) == 13
+    assert not any(e.path.startswith("/feed") for e in SERVED)  # News Feed: deprecated
+
+
+CANVAS_BASE = "canvas_id=c1&ending_at=2026-11-20T10:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        CANVAS_BASE + "&length=3&include_step_breakdown=true",
+        CANVAS_BASE + "&length=3&include_step_breakdown=True&include_variant_breakdown=false",
+        CANVAS_BASE + "&length=3&include_step_breakdown=1&include_deleted_step_data=",
+        CANVAS_BASE.replace("10:00:00Z", "23:59:59Z") + "&include_step_breakdown=TRUE&length=3&unit=day",
+    ],
+)
+def test_canvas_spellings_share_a_key(spelling: str) -> None:
+    expected = ask_at(CANVAS, CANVAS_BASE + "&length=3&include_step_breakdown=true").cache_key("p")
+    assert ask_at(CANVAS, spelling).cache_key("p") == expected
+    assert expected.endswith(":canvas_id=c1:include_step_breakdown")
+
+
+def test_canvas_window_by_starting_at() -> None:
+    question = ask_at(CANVAS, CANVAS_BASE + "&starting_at=2026-11-18T15:00:00Z&include_variant_breakdown=true")
+    assert question.length == 0
+    assert question.starting_at == datetime(2026, 11, 18, tzinfo=UTC)
+    assert question.upstream_params(UTC) == [
+        ("starting_at", "2026-11-18T00:00:00+00:00"),
+        ("ending_at", "2026-11-20T00:00:00+00:00"),
+        ("canvas_id", "c1"),
+        ("include_variant_breakdown", "true"),
+    ]
+    same = ask_at(CANVAS, CANVAS_BASE + "&starting_at=2026-11-18&include_variant_breakdown=true")
+    assert same.cache_key("p") == question.cache_key("p")
+    by_length = ask_at(CANVAS, CANVAS_BASE + "&length=3&include_variant_breakdown=true")
+    assert by_length.cache_key("p") != question.cache_key("p")  # exact questions: Braze may answer them apart
+    assert ask_at(CANVAS_SUMMARY, CANVAS_BASE + "&length=3").cache_key("p") != ask_at(
+        CANVAS, CANVAS_BASE + "&length=3"
+    ).cache_key("p")
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("canvas_id=c1", "parameter 'length' (or 'starting_at') is required"),
+        ("length=2", "parameter 'canvas_id' is required"),
+        ("canvas_id=c1&length=2&starting_at=2026-11-18", "give either 'length' or 'starting_at', not both"),
+        ("canvas_id=c1&starting_at=2026-11-21&ending_at=2026-11-20", "'starting_at' must not be after 'ending_at'"),
+        ("canvas_id=c1&starting_at=soon", "parameter 'starting_at' must be an ISO-8601"),
+        ("canvas_id=c1&length=2&include_step_breakdown=yes", "'include_step_breakdown' must be 'true' or 'false'"),
+        ("canvas_id=c1&length=15", "from 1 to 14"),
+    ],
+)
+def test_canvas_refusals(query: str, message: str) -> None:
+    for endpoint in (CANVAS, CANVAS_SUMMARY):
+        assert any(message in e for e in errors_at(endpoint, query)), errors_at(endpoint, query)
+
+
+def test_starting_at_belongs_to_canvas_only() -> None:
+    assert errors_at(SESSIONS, "length=1&starting_at=2026-11-18") == ["unknown parameter 'starting_at'"]
+    assert errors_at(KPI_DAU, "length=1&include_step_breakdown=true") == ["unknown parameter 'include_step_breakdown'"]
+
+
+def test_the_asked_instant_is_kept_unfloored() -> None:
+    def instant(query: str) -> datetime | None:
+        return parse_query(parse_qsl(query, keep_blank_values=True), SESSIONS, RULES, NOW).instant
+
+    assert instant("length=1&ending_at=2018-06-28T23:59:59-5:00") == datetime(2018, 6, 29, 4, 59, 59, tzinfo=UTC)
+    assert instant("length=1&ending_at=%202018-06-28T10:00:00Z%20") == datetime(2018, 6, 28, 10, tzinfo=UTC)
+    assert instant("length=1") is None
+    assert instant("length=1&ending_at=") is None  # empty means now, as omitted

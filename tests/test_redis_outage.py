@@ -98,7 +98,7 @@ async def test_redis_restart_mid_traffic_loses_no_request(
     async with aiohttp.ClientSession() as session:
         await warm(session, proxy)
         assert await redis_up(session, proxy) == 1
-        assert await readiness(session, proxy) == (200, {"status": "ready", "store": "redis"})
+        assert await readiness(session, proxy) == (200, {"status": "ready", "store": "redis", "redis": "up"})
 
         # 3 of 4 requests repeat a warm question, every 4th asks a new one (a miss, so an upstream call).
         def make(i: int) -> tuple[str, dict[str, str]]:
@@ -114,7 +114,7 @@ async def test_redis_restart_mid_traffic_loses_no_request(
             seen["down"] = await readiness(session, proxy)
             await asyncio.sleep(1.5)
             flaky_redis.start()
-            assert await wait_for(lambda: _is(redis_up(session, proxy), 1), 5), "redis_up never came back to 1"
+            assert await wait_for(lambda: _is(redis_up(session, proxy), 1), 10), "redis_up never came back to 1"
             seen["up"] = await readiness(session, proxy)
             await asyncio.sleep(1.0)
         finally:
@@ -130,13 +130,13 @@ async def test_redis_restart_mid_traffic_loses_no_request(
     assert tally.total > 100
     assert tally.failures() == 0, (dict(tally.counts), tally.samples)
     assert tally.max_latency() < 2.0, tally.max_latency()
-    assert seen["down"] == (200, {"status": "degraded", "redis": "unreachable"})
-    assert seen["up"] == (200, {"status": "ready", "store": "redis"})
+    assert seen["down"] == (200, {"status": "degraded", "store": "redis", "redis": "down"})
+    assert seen["up"] == (200, {"status": "ready", "store": "redis", "redis": "up"})
     # Misses after the restart were written to the new (empty) Redis again: the recovery is real.
     assert stored_after_restart > 0
     # One outage, one recovery: no flapping on connections the restart left dead in the pool.
     assert proxy.logs().count("redis unreachable") == 1
-    assert proxy.logs().count("redis reachable again") == 1
+    assert proxy.logs().count("redis healthy again") == 1
 
 
 async def _is(value: Any, expected: float) -> bool:
@@ -161,13 +161,13 @@ async def test_frozen_redis_bounds_every_request(
             ready = await readiness(session, proxy)
         finally:
             os.kill(flaky_redis.pid, signal.SIGCONT)
-        recovered = await wait_for(lambda: _is(redis_up(session, proxy), 1), 5)
+        recovered = await wait_for(lambda: _is(redis_up(session, proxy), 1), 10)
 
     assert tally.failures() == 0, (dict(tally.counts), tally.samples)
     # At most a Redis get and a lock attempt (0.3 s each) before Redis is marked down and skipped.
     assert tally.max_latency() < 1.5, tally.max_latency()
     assert down == 0
-    assert ready == (200, {"status": "degraded", "redis": "unreachable"})
+    assert ready == (200, {"status": "degraded", "store": "redis", "redis": "down"})
     assert recovered
 
 
@@ -186,7 +186,7 @@ async def test_fail_closed_refuses_misses_but_serves_hits(
         calls_during = standin.stats()["calls"] - calls_before
 
         flaky_redis.start()
-        assert await wait_for(lambda: _is(redis_up(session, proxy), 1), 5)
+        assert await wait_for(lambda: _is(redis_up(session, proxy), 1), 10)
         after = await get(session, url(proxy, question(500)), bearer(KEY))
         ready_after = await readiness(session, proxy)
 
@@ -196,9 +196,9 @@ async def test_fail_closed_refuses_misses_but_serves_hits(
         assert miss.headers["Content-Type"].startswith("application/json")
         assert json.loads(miss.body)["message"].startswith("Service unavailable")
     assert calls_during == 0
-    assert ready == (503, {"status": "unavailable", "redis": "unreachable"})
+    assert ready == (503, {"status": "unavailable", "store": "redis", "redis": "down"})
     assert after.status == 200
-    assert ready_after == (200, {"status": "ready", "store": "redis"})
+    assert ready_after == (200, {"status": "ready", "store": "redis", "redis": "up"})
 
 
 async def test_outage_budget_is_the_replica_share(
@@ -218,7 +218,7 @@ async def test_outage_budget_is_the_replica_share(
         text = await scrape(session, proxy.url)
     calls = standin.stats()["calls"]
     codes = [a.status for a in answers]
-    assert calls <= 4, codes  # 3 tokens, plus at most one refilled while the requests ran
+    assert 3 <= calls <= 4, codes  # 3 tokens, plus at most one refilled while the requests ran
     assert codes.count(200) == calls
     assert set(codes) == {200, 429}
     limited = next(a for a in answers if a.status == 429)
@@ -236,10 +236,10 @@ async def test_starts_while_redis_is_down_and_recovers(
         starting = await readiness(session, proxy)
         served: Outcome = await get(session, url(proxy, question(0)), bearer(KEY))
         flaky_redis.start()
-        ready = await wait_for(lambda: _ready(session, proxy), 5)
-        assert await redis_up(session, proxy) == 1
+        ready = await wait_for(lambda: _ready(session, proxy), 10)
+        assert await wait_for(lambda: _is(redis_up(session, proxy), 1), 10)
     # Not ready until Redis has answered once, but the requests that do arrive are answered (fail-open).
-    assert starting == (503, {"status": "starting", "redis": "unreachable"})
+    assert starting == (503, {"status": "starting", "store": "redis", "redis": "down"})
     assert served.status == 200
     assert ready
 

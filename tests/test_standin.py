@@ -10,6 +10,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import zoneinfo
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,10 +18,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
+from proxy import timeline
+from tests import braze_standin
 from tests.braze_standin import StandinServer, parse_iso
 from tests.conftest import require_tool
 from tests.procs import RedisServer, StandinProcess, free_port, http_get_json, http_post_json
+from tests.standin_endpoints import NO_ANALYTICS_SEGMENT
 
 PATH = "/sessions/data_series"
 
@@ -311,3 +317,177 @@ def test_free_port_is_bindable() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", port))
         sock.listen()
+
+
+async def times_and_values(client: aiohttp.ClientSession, server: StandinServer, query: str) -> list[tuple[str, int]]:
+    answer = await fetch(client, server, query)
+    assert answer.status == 200, answer.body
+    return [(p["time"], p["sessions"]) for p in answer.json()["data"]]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("zone", "query", "labels"),
+    [
+        ("America/New_York", "length=2&ending_at=2026-12-01T03:00:00Z", ["2026-11-29", "2026-11-30"]),
+        (
+            "America/New_York",
+            "length=2&unit=hour&ending_at=2026-12-01T00:30:00Z",
+            ["2026-11-30T18:00:00-05:00", "2026-11-30T19:00:00-05:00"],
+        ),
+        (  # the autumn DST change: 01:00 twice, once per offset
+            "America/New_York",
+            "length=3&unit=hour&ending_at=2026-11-01T07:30:00Z",
+            ["2026-11-01T01:00:00-04:00", "2026-11-01T01:00:00-05:00", "2026-11-01T02:00:00-05:00"],
+        ),
+        ("Asia/Kolkata", "length=1&unit=hour&ending_at=2026-06-01T10:10:00Z", ["2026-06-01T15:00:00+05:30"]),
+        ("UTC", "length=1&unit=hour&ending_at=2026-06-01T10:10:00Z", ["2026-06-01T10:00:00Z"]),
+    ],
+)
+async def test_buckets_are_cut_in_the_configured_zone(
+    standin: StandinServer, client: aiohttp.ClientSession, zone: str, query: str, labels: list[str]
+) -> None:
+    assert (await configure(client, standin, zone=zone))["zone"] == zone
+    assert [t for t, _ in await times_and_values(client, standin, query)] == labels
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("unit", ["day", "hour"])
+async def test_overlapping_windows_agree_on_every_shared_bucket(
+    standin: StandinServer, client: aiohttp.ClientSession, unit: str
+) -> None:
+    await configure(client, standin, zone="Australia/Lord_Howe")
+    # Lord Howe Island leaves DST at 2026-04-04T15:00Z, moving its clock back half an hour.
+    ends = ("2026-04-04T15:10:00Z", "2026-04-04T18:00:00Z") if unit == "hour" else ("2026-04-04", "2026-04-10")
+    short = await times_and_values(client, standin, f"length=3&unit={unit}&ending_at={ends[0]}")
+    long = await times_and_values(client, standin, f"length=9&unit={unit}&ending_at={ends[1]}")
+    shared = dict(long)
+    assert all(label in shared for label, _ in short)
+    assert [shared[label] for label, _ in short] == [v for _, v in short]
+    assert len(set(shared)) == 9  # no label twice, even across the half-hour DST change
+
+
+@pytest.mark.asyncio
+async def test_revision_changes_only_buckets_not_closed_yet(
+    standin: StandinServer, client: aiohttp.ClientSession
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    query = f"length=3&unit=hour&ending_at={now.isoformat().replace('+00:00', 'Z')}"
+    before = await times_and_values(client, standin, query)
+    assert (await configure(client, standin, revision=1))["revision"] == 1
+    after = await times_and_values(client, standin, query)
+    if [t for t, _ in after] != [t for t, _ in before]:  # the hour turned between the two calls: ask again
+        before = await times_and_values(client, standin, query.replace("revision", ""))
+    assert [t for t, _ in after] == [t for t, _ in before]
+    assert after[:2] == before[:2]  # closed hours keep their numbers
+    assert after[2][1] != before[2][1]  # the open one was revised
+    await configure(client, standin, revision=0)
+    assert await times_and_values(client, standin, query) == before
+    async with client.post(f"{standin.url}/_standin/reset") as response:
+        assert response.status == 200
+    assert (await stats(client, standin))["calls"] == 0
+    assert await times_and_values(client, standin, query) == before
+
+
+@pytest.mark.asyncio
+async def test_zone_and_revision_are_checked(standin: StandinServer, client: aiohttp.ClientSession) -> None:
+    for bad in ({"zone": "Mars/Olympus"}, {"zone": 5}, {"revision": -1}, {"revision": "2"}):
+        async with client.post(f"{standin.url}/_standin/config", json=bad) as response:
+            assert response.status == 400, bad
+    assert (await configure(client, standin))["zone"] == "UTC"
+
+
+def test_zone_flag_of_the_process() -> None:
+    with pytest.raises(SystemExit) as refused:
+        braze_standin.main(["--zone", "Mars/Olympus"])
+    assert refused.value.code == 2
+    state = braze_standin.StandinState(zone="Asia/Kolkata")
+    assert state.settings()["zone"] == "Asia/Kolkata"
+    state.configure({"zone": "UTC"}, 0.0)
+    state.reset(0.0)
+    assert state.zone == "Asia/Kolkata"  # a reset goes back to the zone the process was started with
+
+
+# --- agreement with the proxy's bucket arithmetic, every endpoint's rules ---------------------------------
+
+ZONES = ["UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham", "Europe/London"]
+
+
+@given(
+    instant=st.datetimes(
+        min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2040, 1, 1), timezones=st.just(dt.UTC)
+    ),
+    zone=st.sampled_from(ZONES),
+    unit=st.sampled_from(["day", "hour"]),
+    length=st.integers(1, 30),
+)
+def test_standin_buckets_are_the_proxys_buckets(instant: dt.datetime, zone: str, unit: str, length: int) -> None:
+    """Same zone, same buckets: what windows assembly expects of Braze (proxy/timeline.py is the other opinion)."""
+    tz = zoneinfo.ZoneInfo(zone)
+    labels = [label for label, _ in braze_standin.buckets(instant, unit, length, braze_standin.Cut(zone))]
+    start = timeline.bucket_start(instant, unit, tz)  # type: ignore[arg-type]
+    starts = [start]
+    for _ in range(length - 1):
+        starts.append(timeline.previous_bucket(starts[-1], unit, tz))  # type: ignore[arg-type]
+    starts.reverse()
+    if unit == "day":
+        assert labels == [s.astimezone(tz).date().isoformat() for s in starts]
+    else:
+        assert [dt.datetime.fromisoformat(label.replace("Z", "+00:00")) for label in labels] == starts
+
+
+async def get(client: aiohttp.ClientSession, server: StandinServer, path: str, query: str) -> Answer:
+    async with client.get(f"{server.url}{path}?{query}", headers={"Authorization": "Bearer key-a"}) as response:
+        return Answer(response.status, response.headers, await response.read())
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("path", "query", "error"),
+    [
+        ("/kpi/dau/data_series", "length=2&unit=day", "unknown parameter 'unit'"),  # Braze documents no unit here
+        ("/events/data_series", "length=2", "event is required"),
+        ("/sends/data_series", "length=2&campaign_id=c", "send_id is required"),
+        ("/segments/data_series", "length=2&segment_id=s&app_id=a", "unknown parameter 'app_id'"),
+        ("/canvas/data_series", "canvas_id=c&length=15", "between 1 and 14"),
+        ("/canvas/data_summary", "canvas_id=c&length=2&include_step_breakdown=yes", "must be true or false"),
+        ("/campaigns/data_series", "campaign_id=c&length=2&starting_at=2020-01-01", "unknown parameter 'starting_at'"),
+    ],
+)
+async def test_each_endpoint_refuses_what_braze_does_not_document(
+    standin: StandinServer, client: aiohttp.ClientSession, path: str, query: str, error: str
+) -> None:
+    answer = await get(client, standin, path, query)
+    assert answer.status == 400
+    assert any(error in e for e in answer.json()["errors"]), answer.json()
+
+
+@pytest.mark.asyncio
+async def test_campaign_and_canvas_shapes(standin: StandinServer, client: aiohttp.ClientSession) -> None:
+    end = "ending_at=2020-02-01"
+    campaign = (await get(client, standin, "/campaigns/data_series", f"campaign_id=c&length=2&{end}")).json()
+    point = campaign["data"][0]
+    assert point["time"] == "2020-01-31"
+    assert set(point["messages"]) == {"email", "ios_push"}
+    assert isinstance(point["messages"]["email"][0]["sent"], int)
+    assert {"conversions", "unique_recipients", "revenue"} <= set(point)
+    plain = (await get(client, standin, "/canvas/data_series", f"canvas_id=c&length=3&{end}")).json()["data"]
+    steps_query = f"canvas_id=c&length=3&{end}&include_step_breakdown=true&include_deleted_step_data=true"
+    steps = (await get(client, standin, "/canvas/data_series", steps_query)).json()["data"]
+    assert plain["name"] == steps["name"] == "Canvas c"
+    assert [s["total_stats"] for s in plain["stats"]] == [s["total_stats"] for s in steps["stats"]]
+    assert set(steps["stats"][0]["step_stats"]) == {"step-1", "step-deleted"}
+    summary = (await get(client, standin, "/canvas/data_summary", f"canvas_id=c&starting_at=2020-01-30&{end}")).json()
+    totals = summary["data"]["total_stats"]
+    assert totals["entries"] == sum(s["total_stats"]["entries"] for s in plain["stats"])  # the same three days
+
+
+@pytest.mark.asyncio
+async def test_a_segment_without_analytics_tracking_is_an_error(
+    standin: StandinServer, client: aiohttp.ClientSession
+) -> None:
+    answer = await get(client, standin, "/segments/data_series", f"length=2&segment_id={NO_ANALYTICS_SEGMENT}")
+    assert answer.status == 400
+    assert "analytics" in answer.json()["message"]
+    assert (await get(client, standin, "/segments/data_series", "length=2&segment_id=s")).status == 200
+    assert [r["path"] for r in (await stats(client, standin))["requests"]] == ["/segments/data_series"] * 2

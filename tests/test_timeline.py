@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.timeline import TimeFormatError, bucket_end, bucket_start, format_instant, parse_instant
+from proxy.timeline import TimeFormatError, bucket_end, bucket_start, format_instant, parse_instant, previous_bucket
 
 NEW_YORK = ZoneInfo("America/New_York")
 KOLKATA = ZoneInfo("Asia/Kolkata")
@@ -115,3 +115,43 @@ def test_bucket_contains_its_instant(instant: datetime, zone: ZoneInfo, unit: st
     assert start <= instant < end
     assert bucket_start(start, unit, zone) == start  # type: ignore[arg-type]
     assert bucket_start(end, unit, zone) == end  # type: ignore[arg-type]
+
+
+ZONES = [ZoneInfo(name) for name in (
+    "UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Chatham",
+    "America/St_Johns", "Europe/London", "America/Santiago", "Asia/Tehran",
+)]  # fmt: skip
+instants = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2037, 12, 31), timezones=st.just(UTC))
+
+
+@given(instants, st.sampled_from(ZONES), st.sampled_from(["day", "hour"]))
+def test_every_instant_lies_in_its_bucket_and_buckets_tile_the_timeline(
+    instant: datetime, zone: ZoneInfo, unit: str
+) -> None:
+    start = bucket_start(instant, unit, zone)  # type: ignore[arg-type]
+    end = bucket_end(start, unit, zone)  # type: ignore[arg-type]
+    assert start <= instant < end
+    assert bucket_start(start, unit, zone) == start  # type: ignore[arg-type]
+    assert bucket_start(end, unit, zone) == end, "the next bucket starts where this one ends"  # type: ignore[arg-type]
+    assert previous_bucket(end, unit, zone) == start  # type: ignore[arg-type]
+    assert timedelta(minutes=30) <= end - start <= (timedelta(hours=25) if unit == "day" else timedelta(hours=1.5))
+
+
+def test_a_half_hour_dst_shift_makes_a_short_hour_that_holds_its_instants() -> None:
+    """Australia/Lord_Howe, 2024-04-07 02:00 local: clocks go back half an hour (at 15:00Z)."""
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    for minutes in (0, 10, 29):
+        instant = datetime(2024, 4, 6, 15, minutes, tzinfo=UTC)
+        start = bucket_start(instant, "hour", lord_howe)
+        assert start == datetime(2024, 4, 6, 15, tzinfo=UTC)
+        assert bucket_end(start, "hour", lord_howe) == datetime(2024, 4, 6, 15, 30, tzinfo=UTC)
+    assert bucket_end(datetime(2024, 4, 6, 14, tzinfo=UTC), "hour", lord_howe) == datetime(2024, 4, 6, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "text", ["1970-01-01T00:00:00+05:00", "9998-12-31T23:59:59-12:00", "0001-01-01T00:00+05:00", "9999-12-31"]
+)
+def test_the_range_is_checked_on_the_instant_not_its_local_spelling(text: str) -> None:
+    with pytest.raises(TimeFormatError, match="out of range"):
+        parse_instant(text, UTC)
+    assert parse_instant("1970-01-01T05:00:00+05:00", UTC) == datetime(1970, 1, 1, tzinfo=UTC)

@@ -2,12 +2,15 @@
 (stale where an entry allows, else 502/504/429 with a Braze-style JSON body), nothing malformed is stored,
 and stand-in call counts show there is no retry storm.
 
-One proxy serves the module; each test uses its own credential, hence its own cache entries and budget.
+One proxy serves the module; each test uses its own credential, hence its own cache entries. Braze's 429
+blocks a whole workspace, so the 429 tests use keys mapped to workspaces of their own. Windows are off: the
+calls counted here are the exact path's (tests/test_windows.py covers faults on the windows path).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import time
@@ -23,6 +26,7 @@ UPSTREAM_TIMEOUT = 1.0
 TTL = 0.5  # a settled series is fresh this long, then only stale (kept an hour for stale-if-error)
 RETRIES = 2
 _keys = itertools.count()
+STORM_KEY, STALE_KEY = "faults-429-storm", "faults-429-stale"  # each the one key of a workspace of its own
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +38,13 @@ def proxy(standin_process: StandinProcess) -> Iterator[ProxyProcess]:
         "BRAZE_PROXY_TTL_SETTLED": str(TTL),
         "BRAZE_PROXY_STALE_SECONDS": "3600",
         "BRAZE_PROXY_STALE_WHILE_REVALIDATE_SECONDS": "0",  # past freshness, always ask upstream first
+        "BRAZE_PROXY_WINDOWS": "false",
+        "BRAZE_PROXY_WORKSPACES": json.dumps(
+            {
+                name: {"key_sha256": [hashlib.sha256(key.encode()).hexdigest()]}
+                for name, key in (("storm", STORM_KEY), ("stale", STALE_KEY))
+            }
+        ),
     }
     with ProxyProcess(env) as process:
         yield process
@@ -185,7 +196,8 @@ async def test_persistent_5xx_serves_stale(proxy: ProxyProcess, standin: Standin
     assert "fwd-status=503" in stale.cache_status
 
 
-async def test_429_storm_makes_no_retry_storm(proxy: ProxyProcess, standin: StandinProcess, key: str) -> None:
+async def test_429_storm_makes_no_retry_storm(proxy: ProxyProcess, standin: StandinProcess) -> None:
+    key = STORM_KEY
     standin.config(force_429_for=60, retry_after=True)
     waves: list[list[Outcome]] = []
     calls_per_wave = []
@@ -201,7 +213,8 @@ async def test_429_storm_makes_no_retry_storm(proxy: ProxyProcess, standin: Stan
     assert calls_per_wave[1:] == [0, 0, 0, 0], calls_per_wave
 
 
-async def test_429_serves_stale(proxy: ProxyProcess, standin: StandinProcess, key: str) -> None:
+async def test_429_serves_stale(proxy: ProxyProcess, standin: StandinProcess) -> None:
+    key = STALE_KEY
     first = await prime_then_expire(proxy, standin, key)
     standin.config(force_429_for=60, retry_after=True)
     assert_stale(await ask(proxy, key), first, 1.0)

@@ -1,0 +1,316 @@
+"""The composition root: every component built from Settings, none of them Optional, opened in order and
+closed in reverse. The only place that knows which implementation goes with which setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import tzinfo
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from proxy import __version__
+from proxy.accounts import Accounts
+from proxy.alignment import Alignment, SharedAlignment
+from proxy.budget import Budget, MemoryBudget, RedisBudget
+from proxy.cache import MemoryLRU, MemoryStore, Store
+from proxy.coalesce import ClusterLock
+from proxy.credentials import Authenticator
+from proxy.endpoints import SERVED
+from proxy.fetcher import Fetcher, RetryPolicy
+from proxy.filler import Filler, Polling, Wakeups
+from proxy.freshness import FreshnessPolicy
+from proxy.gate import UpstreamGate
+from proxy.health import STATES, AlwaysUp, Health, RedisHealth, State
+from proxy.metrics import Metrics
+from proxy.query import KeyRules
+from proxy.redis_conn import RedisConnection, open_connection
+from proxy.redis_store import RedisStore
+from proxy.redis_url import parse_redis_url
+from proxy.refusals import Refusals
+from proxy.series_store import MemorySeriesStore, RedisSeriesStore, SeriesStore
+from proxy.service import Service
+from proxy.settings import Settings
+from proxy.tiered import TieredCache
+from proxy.upstream import UpstreamClient, close_session
+from proxy.wakeups import PubSubWakeups, channel_of
+from proxy.windows import Windows
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+CLOSE_FILLS_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    service: Service
+    auth: Authenticator
+    rules: KeyRules
+    cache: TieredCache
+    health: Health
+    store: str  # "memory" or "redis"
+    ping: Callable[[], Awaitable[None]]  # the store's own check (readiness)
+    fail_open: bool
+    alignment: Alignment | None = None  # windows' label checks (readiness details); None with windows off
+
+
+def freshness_policy(s: Settings) -> FreshnessPolicy:
+    return FreshnessPolicy(
+        zone=ZoneInfo(s.reporting_timezone),
+        ttl_open_hour=s.ttl_open_hour,
+        ttl_open_day=s.ttl_open_day,
+        settle_window_hour=s.settle_window_hour,
+        settle_window_day=s.settle_window_day,
+        ttl_recent_hour=s.ttl_recent_hour,
+        ttl_recent_day=s.ttl_recent_day,
+        ttl_settled=s.ttl_settled,
+        stale_seconds=s.stale_seconds,
+    )
+
+
+def authenticator(s: Settings) -> Authenticator:
+    api_key = s.api_key.get_secret_value() if s.api_key else None
+    workspaces = {digest: name for name, w in s.workspaces.items() for digest in w.key_sha256}
+    return Authenticator(api_key, s.teams(), workspaces, s.allow_anonymous)
+
+
+# Counters whose label values are known up front: created at zero so that rates and alerts see them at once.
+KNOWN_LABELS: dict[str, list[tuple[str, ...]]] = {
+    "stale_served": [(r,) for r in ("revalidate", "upstream_error", "timeout", "rate_limited", "unavailable")],
+    "token_rejections": [(r,) for r in ("tokens", "team_share", "upstream_remaining", "upstream_429")],
+    "coalesced": [("process",), ("cluster",)],
+    "refreshes": [("ok",), ("error",)],
+    "series_buckets": [("store",), ("fetched",)],
+    "label_mismatches": [("day",), ("hour",)],
+}
+
+
+def record_known_labels(metrics: Metrics, accounts: Accounts, auth: Authenticator, s: Settings) -> None:
+    """The budgets' configured rates, and counters at zero for every label value there can be (teams,
+    reasons, the in-process cache's store)."""
+    for workspace, group, limit in accounts.budgets(SERVED):
+        metrics.budget_rate.labels(workspace, group).set(limit.per_hour / 3600.0)
+    teams = [(label,) for label in auth.team_labels()]
+    metrics.initialise({name: teams for name in ("team_requests", "team_hits", "team_upstream_calls", "team_refusals")})
+    metrics.initialise(KNOWN_LABELS | {"cache_evictions": [("l1",) if s.redis_url else ("memory",)]})
+
+
+def redis_state_recorder(metrics: Metrics) -> Callable[[State], None]:
+    def record(state: State) -> None:
+        metrics.redis_up.set(0 if state == "down" else 1)
+        for name in STATES:
+            metrics.redis_state.labels(name).set(1 if name == state else 0)
+
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class Backing:
+    """What the cache, the locks and the budget live in: Redis (shared by the replicas) or this process."""
+
+    store: Store
+    l1: MemoryLRU | None
+    health: Health
+    shared: Budget  # the same object as `local` without Redis
+    local: MemoryBudget
+    lock: ClusterLock | None
+    refusals: Refusals
+    wakeups: Wakeups
+    redis: RedisConnection | None = None  # the process's one Redis connection (any topology), None without Redis
+
+
+async def open_backing(s: Settings, metrics: Metrics, workers: int, clock: Clock, stack: AsyncExitStack) -> Backing:
+    # An in-process bucket holds this process's share: of the whole budget without Redis (one share per
+    # --workers process), of a replica's share while Redis is down (replicas x workers shares).
+    lru = MemoryLRU(s.memory_max_entries, s.memory_max_bytes)
+    wait = s.rate_limit_max_wait_seconds
+    if s.redis_url is None:
+        local = MemoryBudget(workers, wait, clock)
+        redis_state_recorder(metrics)("up")
+        return Backing(MemoryStore(lru, clock), None, AlwaysUp(), local, local, None, Refusals(clock=clock), Polling())
+    conn = await open_redis(s)
+    store = RedisStore(conn, s.redis_key_prefix, s.redis_timeout)
+    stack.push_async_callback(store.close)
+    health = RedisHealth(store.ping, store.probe_write, redis_state_recorder(metrics), reconnect=store.reconnect)
+    await health.start()
+    stack.push_async_callback(health.close)
+    wakeups = PubSubWakeups(conn, channel_of(s.redis_key_prefix)) if s.redis_fill_wakeups else Polling()
+    return Backing(
+        store=store,
+        l1=lru if s.l1_enabled else None,
+        health=health,
+        shared=RedisBudget(conn, s.redis_key_prefix, wait, s.redis_timeout),
+        local=MemoryBudget(s.expected_replicas * workers, wait, clock),
+        lock=ClusterLock(conn, s.redis_timeout, s.fill_seconds),
+        refusals=Refusals(clock=clock, conn=conn, prefix=s.redis_key_prefix, timeout=s.redis_timeout, health=health),
+        wakeups=wakeups,
+        redis=conn,
+    )
+
+
+async def open_redis(s: Settings) -> RedisConnection:
+    """The process's Redis connection; an unreachable Redis (any topology) leaves it degraded, never raises."""
+    assert s.redis_url is not None  # the caller checked
+    target = parse_redis_url(s.redis_url)  # validated by Settings
+    return await open_connection(
+        target, timeout=s.redis_timeout, max_connections=s.redis_max_connections, ca_file=s.redis_tls_ca_file
+    )
+
+
+def open_windows(
+    s: Settings,
+    b: Backing,
+    cache: TieredCache,
+    filler: Filler,
+    fetcher: Fetcher,
+    accounts: Accounts,
+    zone: tzinfo,
+    metrics: Metrics,
+    clock: Clock,
+) -> tuple[Windows | None, Alignment | None]:
+    """Windows answered from buckets (and their label checks), unless turned off."""
+    if not s.windows:
+        return None, None
+    shared = SharedAlignment(b.redis, s.redis_key_prefix, s.redis_timeout) if b.redis is not None else None
+    alignment = Alignment(fetcher=fetcher, zone=zone, metrics=metrics, clock=clock, shared=shared)
+    windows = Windows(
+        store=series_store(s, b.redis),
+        health=b.health,
+        filler=filler,
+        fetcher=fetcher,
+        alignment=alignment,
+        freshness=freshness_policy(s),
+        zone=zone,
+        swr_seconds=s.stale_while_revalidate_seconds,
+        widen=s.widen_fetches,
+        payer=accounts.payer,
+        refusals=b.refusals,
+        keep_local=cache.keep_local,
+        key_prefix=s.redis_key_prefix,
+        metrics=metrics,
+        clock=clock,
+    )
+    return windows, alignment
+
+
+def series_store(s: Settings, redis: RedisConnection | None) -> SeriesStore:
+    """Where windows' buckets live: beside the entries (Redis, shared), or in this process."""
+    if redis is None:
+        return MemorySeriesStore(s.memory_max_bytes)
+    return RedisSeriesStore(redis, s.redis_key_prefix, s.redis_timeout)
+
+
+def egress_proxy(s: Settings, environ: Mapping[str, str]) -> str | None:
+    """The proxy the calls to Braze go through: the setting, else HTTPS_PROXY / HTTP_PROXY (either case) for
+    Braze's scheme unless NO_PROXY covers its host (its names, domain suffixes or `*`)."""
+    if s.upstream_proxy is not None:
+        return s.upstream_proxy
+    url = urlsplit(s.upstream_url)
+    scheme = url.scheme
+    found = environ.get(f"{scheme}_proxy") or environ.get(f"{scheme.upper()}_PROXY")
+    if not found:
+        return None
+    host = (url.hostname or "").lower()
+    for entry in (environ.get("no_proxy") or environ.get("NO_PROXY") or "").split(","):
+        entry = entry.strip().lower().lstrip(".")
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return None
+    return found
+
+
+async def open_upstream(s: Settings, stack: AsyncExitStack) -> UpstreamClient:
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=s.upstream_max_connections, ttl_dns_cache=300),
+        auto_decompress=True,
+        trust_env=False,  # never read ~/.netrc; the egress proxy is chosen below, from the settings or the env
+    )
+    stack.push_async_callback(close_session, session)
+    return UpstreamClient(
+        session,
+        s.upstream_url,
+        timeout=s.upstream_timeout,
+        connect_timeout=s.upstream_connect_timeout,
+        max_body_bytes=s.upstream_max_body_bytes,
+        user_agent=f"braze-proxy/{__version__}",
+        proxy=egress_proxy(s, os.environ),
+    )
+
+
+@asynccontextmanager
+async def open_components(
+    settings: Settings,
+    metrics: Metrics,
+    *,
+    workers: int = 1,
+    clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
+) -> AsyncIterator[Components]:
+    """Build and open everything the request path needs; close it all on exit."""
+    s = settings
+    async with AsyncExitStack() as stack:
+        accounts = Accounts.from_settings(s)
+        auth = authenticator(s)
+        record_known_labels(metrics, accounts, auth, s)
+        upstream = await open_upstream(s, stack)
+        b = await open_backing(s, metrics, workers, clock, stack)
+        cache = TieredCache(store=b.store, l1=b.l1, health=b.health, metrics=metrics)
+        fail_open = s.redis_outage_policy == "open"
+        gate = UpstreamGate(
+            shared=b.shared,
+            local=b.local,
+            health=b.health,
+            fail_open=fail_open,
+            metrics=metrics,
+            clock=clock,
+            sleep=sleep,
+        )
+        fetcher = Fetcher(
+            upstream=upstream,
+            gate=gate,
+            retry=RetryPolicy(retries=s.upstream_retries, budget=s.upstream_retry_budget_seconds),
+            metrics=metrics,
+            clock=clock,
+            sleep=sleep,
+        )
+        filler = Filler(
+            lock=b.lock,
+            health=b.health,
+            wakeups=b.wakeups,
+            wait_seconds=s.fill_seconds,
+            on_peer=metrics.coalesced.labels("cluster").inc,
+        )
+        rules = KeyRules(ZoneInfo(s.reporting_timezone))
+        windows, alignment = open_windows(s, b, cache, filler, fetcher, accounts, rules.zone, metrics, clock)
+        service = Service(
+            cache=cache,
+            filler=filler,
+            fetcher=fetcher,
+            freshness=freshness_policy(s),
+            zone=rules.zone,
+            swr_seconds=s.stale_while_revalidate_seconds,
+            payer=accounts.payer,
+            refusals=b.refusals,
+            key_prefix=s.redis_key_prefix,
+            metrics=metrics,
+            clock=clock,
+            windows=windows,
+        )
+        stack.push_async_callback(service.close, CLOSE_FILLS_SECONDS)  # before the pools close
+        yield Components(
+            service=service,
+            auth=auth,
+            rules=rules,
+            cache=cache,
+            health=b.health,
+            store=b.store.name,
+            ping=b.store.ping,
+            fail_open=fail_open,
+            alignment=alignment,
+        )
