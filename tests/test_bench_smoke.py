@@ -34,3 +34,18 @@ def test_quick_bench_writes_its_results(tmp_path: Path) -> None:
     assert data["spellings"]["upstream_calls"] == data["spellings"]["questions"]
     assert data["peak_rss_kib"]["proxy: L1 hits"] > 0
     assert "| configuration |" in markdown.read_text()
+
+
+def test_the_dashboard_workload_runs_and_windows_beat_exact_caching() -> None:
+    for tool in ("nginx", "redis-server"):
+        require_tool(tool)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.dashboard", "--series", "2"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "lower bound" in done.stdout and "nginx proxy_cache" in done.stdout

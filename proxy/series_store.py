@@ -1,0 +1,93 @@
+"""Where a series' buckets are kept: in process (bounded by bytes, least recently used series dropped first)
+or in Redis (a hash per series: one HMGET reads a window, one script writes a fetch, trims and sets the expiry).
+
+Redis hashes have no per-field expiry before 7.4, so each point carries its own freshness (series.Point) and
+the hash lives as long as its longest-lived point.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Protocol
+
+from proxy.redis_conn import RedisConnection
+from proxy.series import MAX_BUCKETS, Point, decode_point, encode_point
+
+_WRITE = resources.files("proxy").joinpath("lua/series_write.lua").read_text()
+
+
+class SeriesStore(Protocol):
+    name: str
+
+    async def read(self, key: str, fields: Sequence[str]) -> list[Point | None]:
+        """The points of `fields` in order (None where absent). Raises StoreError."""
+
+    async def write(self, key: str, points: Mapping[str, Point], now: float) -> None:
+        """Add or replace points; the series lives as long as its longest-lived point. Raises StoreError."""
+
+
+class MemorySeriesStore:
+    name = "memory"
+
+    def __init__(self, max_bytes: int) -> None:
+        self._series: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self.evictions = 0
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    async def read(self, key: str, fields: Sequence[str]) -> list[Point | None]:
+        held = self._series.get(key)
+        if held is None:
+            return [None] * len(fields)
+        self._series.move_to_end(key)
+        return [decode_point(held.get(f)) for f in fields]
+
+    async def write(self, key: str, points: Mapping[str, Point], now: float) -> None:
+        held = self._series.pop(key, None) or {}
+        self._bytes -= self._sizes.pop(key, 0)
+        held.update((f, encode_point(p)) for f, p in points.items())
+        if len(held) > MAX_BUCKETS:  # the oldest buckets go first
+            for f in sorted(held, key=int)[: len(held) - MAX_BUCKETS]:
+                del held[f]
+        size = sum(len(v) + len(f) + 16 for f, v in held.items()) + len(key) + 64
+        if size > self._max_bytes:
+            return
+        while self._bytes + size > self._max_bytes and self._series:
+            old, _ = self._series.popitem(last=False)
+            self._bytes -= self._sizes.pop(old)
+            self.evictions += 1
+        self._series[key] = held
+        self._sizes[key] = size
+        self._bytes += size
+
+
+class RedisSeriesStore:
+    name = "redis"
+
+    def __init__(self, conn: RedisConnection, prefix: str, timeout: float) -> None:
+        self._conn = conn
+        self._prefix = prefix
+        self._timeout = timeout
+        self._write = conn.script(_WRITE)
+
+    async def read(self, key: str, fields: Sequence[str]) -> list[Point | None]:
+        async with self._conn.translated(self._timeout):
+            values = await self._conn.client.hmget(self._prefix + key, list(fields))
+        return [decode_point(v) for v in values]
+
+    async def write(self, key: str, points: Mapping[str, Point], now: float) -> None:
+        lives = max((p.stale_until - now for p in points.values()), default=0.0)
+        if lives <= 0:
+            return
+        args: list[str | bytes | int | float] = [int(lives * 1000) + 1, MAX_BUCKETS]
+        for f, p in points.items():
+            args += [f, encode_point(p)]
+        async with self._conn.translated(self._timeout):
+            await self._write([self._prefix + key], args)
