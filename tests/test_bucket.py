@@ -202,11 +202,10 @@ class LuaBucket:
         self.client.delete(key)
         self.client.hset(key, mapping=fields)
 
-    def reserve(self, key: str) -> Decision:
+    def reserve(self, key: str, team: str = "", weight: float = 1.0, headroom: float = 0.0) -> Decision:
         p = self.p
-        allowed, tokens, seconds, reason = self.take(
-            keys=[key], args=[repr(p.rate), repr(p.capacity), repr(p.max_wait), 60_000]
-        )
+        args = [repr(p.rate), repr(p.capacity), repr(p.max_wait), 60_000, team, repr(weight), 5.0, 15.0, headroom, 100]
+        allowed, tokens, seconds, reason = self.take(keys=[key, key + ":teams", key + ":active"], args=args)
         return Decision(bool(allowed), float(tokens), float(seconds), reason.decode())
 
     def state(self, key: str) -> BucketState:

@@ -12,35 +12,55 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 import redis
-import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from proxy.bucket import BucketParams
-from proxy.budget import MAX_SCOPES, Budget, MemoryBudget, RedisBudget, bucket_ttl_ms
+from proxy.bucket import BucketParams, Decision
+from proxy.budget import MAX_BUDGETS, Budget, Limit, MemoryBudget, Payer, RedisBudget, bucket_ttl_ms
 from proxy.errors import StoreError
+from proxy.redis_conn import RedisConnection
 from proxy.redis_store import connect
 from tests.procs import RedisServer, free_port
 
 PREFIX = "test:"
 SLACK = 0.1  # seconds of clock drift between deciding and checking, on a busy 2-core machine
 
-BudgetFactory = Callable[[BucketParams], Budget]
+
+def payer(budget: str, params: BucketParams, team: str = "t", weight: float = 1.0) -> Payer:
+    limit = Limit(per_hour=params.rate * 3600, burst=int(params.capacity))
+    return Payer(budget, "default", "default", limit, team=team, team_label=team, weight=weight)
+
+
+class Bound:
+    """A budget and the bucket parameters its payers carry: `reserve("a")` takes from budget "a"."""
+
+    def __init__(self, budget: Budget, params: BucketParams) -> None:
+        self.budget = budget
+        self.params = params
+
+    async def reserve(self, name: str, team: str = "t", weight: float = 1.0) -> Decision:
+        return await self.budget.reserve(payer(name, self.params, team, weight))
+
+    async def observe(self, name: str, remaining: float | None, reset: float | None, blocked: float | None) -> None:
+        await self.budget.observe(payer(name, self.params), remaining, reset, blocked)
+
+
+BudgetFactory = Callable[[BucketParams], Bound]
 
 
 @pytest_asyncio.fixture
-async def aclient(redis_server: RedisServer, redis_client: redis.Redis) -> AsyncIterator[aioredis.Redis]:
+async def aclient(redis_server: RedisServer, redis_client: redis.Redis) -> AsyncIterator[RedisConnection]:
     """An asyncio client of the session's redis-server (emptied by `redis_client`)."""
     client = connect(redis_server.url, 1.0, 8)
     yield client
-    await client.aclose(close_connection_pool=True)
+    await client.close()
 
 
 @pytest.fixture(params=["memory", "redis"])
-def make_budget(request: pytest.FixtureRequest, aclient: aioredis.Redis) -> BudgetFactory:
-    def make(params: BucketParams) -> Budget:
+def make_budget(request: pytest.FixtureRequest, aclient: RedisConnection) -> BudgetFactory:
+    def make(params: BucketParams) -> Bound:
         if request.param == "memory":
-            return MemoryBudget(params, time.time)
-        return RedisBudget(aclient, PREFIX, params, 1.0)
+            return Bound(MemoryBudget(1, params.max_wait, time.time), params)
+        return Bound(RedisBudget(aclient, PREFIX, params.max_wait, 1.0), params)
 
     return make
 
@@ -114,35 +134,35 @@ async def test_braze_remaining_expires_with_its_window(make_budget: BudgetFactor
 # --- what only the shared (Redis) budget does ----------------------------------------------------------------------
 
 
-async def test_replicas_share_one_bucket(redis_server: RedisServer, aclient: aioredis.Redis) -> None:
+async def test_replicas_share_one_bucket(redis_server: RedisServer, aclient: RedisConnection) -> None:
     params = BucketParams(rate=0.001, capacity=6, max_wait=0.0)
     other = connect(redis_server.url, 1.0, 8)  # another replica: its own pool and script cache
     try:
-        replicas = [RedisBudget(aclient, PREFIX, params, 1.0), RedisBudget(other, PREFIX, params, 1.0)]
+        replicas = [Bound(RedisBudget(c, PREFIX, 0.0, 1.0), params) for c in (aclient, other)]
         decisions = await asyncio.gather(*(replicas[i % 2].reserve("a") for i in range(20)))
         assert sum(d.allowed for d in decisions) == 6
         await replicas[0].observe("a", None, None, time.time() + 30)
         assert (await replicas[1].reserve("a")).reason == "blocked"
     finally:
-        await other.aclose(close_connection_pool=True)
+        await other.close()
 
 
-async def test_the_bucket_is_one_hash_tagged_key_that_expires_when_idle(aclient: aioredis.Redis) -> None:
+async def test_the_bucket_is_one_hash_tagged_key_that_expires_when_idle(aclient: RedisConnection) -> None:
     params = BucketParams.per_hour(3600, 5, 1.0)
-    budget = RedisBudget(aclient, PREFIX, params, 1.0)
-    await budget.reserve("scope-1")
-    keys = await aclient.keys(f"{PREFIX}*")
-    assert keys == [budget.key("scope-1").encode()]
-    assert key_slot(keys[0]) == key_slot(b"{budget:scope-1}"), "one slot on Redis Cluster"
-    ttl = await aclient.pttl(keys[0])
-    assert 3600_000 < ttl <= bucket_ttl_ms(params)
+    budget = RedisBudget(aclient, PREFIX, 1.0, 1.0)
+    await Bound(budget, params).reserve("scope-1")
+    keys = sorted(await aclient.client.keys(f"{PREFIX}*"))
+    assert keys == sorted(k.encode() for k in budget.keys("scope-1"))
+    assert {key_slot(k) for k in keys} == {key_slot(b"{budget:scope-1}")}, "one slot on Redis Cluster"
+    for key in keys:
+        assert 3600_000 < await aclient.client.pttl(key) <= bucket_ttl_ms(params)
     # A missing hash is a full bucket: expiry loses nothing but an idle bucket's history.
     assert bucket_ttl_ms(BucketParams.per_hour(36, 1000, 1.0)) >= 1000 / 0.01 * 1000
 
 
 async def test_an_unreachable_redis_raises_store_error_quickly() -> None:
     client = connect(f"redis://127.0.0.1:{free_port()}/0", 0.3, 2)
-    budget = RedisBudget(client, PREFIX, BucketParams(1.0, 5, 1.0), 0.3)
+    budget = Bound(RedisBudget(client, PREFIX, 1.0, 0.3), BucketParams(1.0, 5, 1.0))
     started = time.monotonic()
     try:
         with pytest.raises(StoreError):
@@ -150,19 +170,19 @@ async def test_an_unreachable_redis_raises_store_error_quickly() -> None:
         with pytest.raises(StoreError):
             await budget.observe("a", 1, time.time() + 5, None)
     finally:
-        await client.aclose(close_connection_pool=True)
+        await client.close()
     assert time.monotonic() - started < 2
 
 
 # --- what only the in-process budget does ------------------------------------------------------------------------
 
 
-async def test_memory_budget_on_a_manual_clock_tracks_a_bounded_number_of_scopes() -> None:
+async def test_memory_budget_on_a_manual_clock_tracks_a_bounded_number_of_budgets() -> None:
     now = [1_700_000_000.0]
-    budget = MemoryBudget(BucketParams(rate=1.0, capacity=1, max_wait=0.0), lambda: now[0])
+    budget = Bound(MemoryBudget(1, 0.0, lambda: now[0]), BucketParams(rate=1.0, capacity=1, max_wait=0.0))
     assert (await budget.reserve("first")).allowed
     assert not (await budget.reserve("first")).allowed
-    for i in range(MAX_SCOPES):
+    for i in range(MAX_BUDGETS):
         await budget.reserve(f"s{i}")
     # The oldest scope was forgotten: it starts again with a full bucket (bounded memory, not a leak).
     assert (await budget.reserve("first")).allowed

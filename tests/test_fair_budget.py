@@ -1,0 +1,238 @@
+"""One workspace budget, shared by every key and fairly divided between teams: real proxy processes (3 replicas
+sharing a real redis-server) and the stand-in. Each scenario prints its measured shares."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ProxyFactory
+from tests.load import Outcome, Tally, bearer, get, metric, run_load, scrape
+from tests.procs import ProxyProcess, RedisServer, StandinProcess
+
+PATH = "/sessions/data_series"
+PER_SECOND = 10.0  # the budget of every scenario
+BURST = 10
+_questions = itertools.count()
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def question() -> str:
+    """A distinct settled question: always a miss."""
+    return f"length=2&ending_at=2020-01-01&app_id=q{next(_questions)}"
+
+
+def start_replicas(start_proxy: ProxyFactory, redis_url: str, count: int = 3, **settings: Any) -> list[ProxyProcess]:
+    env = {
+        "REDIS_URL": redis_url,
+        "RATE_LIMIT_PER_HOUR": PER_SECOND * 3600,
+        "RATE_LIMIT_BURST": BURST,
+        "RATE_LIMIT_MAX_WAIT_SECONDS": 0.5,
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: start_proxy(**env), range(count)))
+
+
+async def team(
+    replicas: list[ProxyProcess], token: str, seconds: float, *, flood: bool, answered: list[float] | None = None
+) -> Tally:
+    """A team's load: a flood (4 loops, no pause) or polite (one request every 0.5 s), over the replicas."""
+    turn = itertools.count()
+
+    def make(_: int) -> tuple[str, dict[str, str]]:
+        return f"{replicas[next(turn) % len(replicas)].url}{PATH}?{question()}", bearer(token)
+
+    def seen(outcome: Outcome) -> None:
+        if answered is not None and outcome.status == 200:
+            answered.append(time.monotonic())
+
+    if flood:
+        return await run_load(make, workers=4, seconds=seconds, max_requests=20_000, on_outcome=seen)
+    return await run_load(make, workers=1, seconds=seconds, max_requests=100, pause=0.5, on_outcome=seen)
+
+
+def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    with capsys.disabled():
+        print(f"\n[figure] {line}")
+
+
+async def test_polite_teams_are_answered_while_a_flood_gets_the_rest(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: object,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tokens = "flood:tok-flood,polite-a:tok-a,polite-b:tok-b"
+    replicas = start_replicas(start_proxy, redis_server.url, API_KEY="managed", CLIENT_TOKENS=tokens)
+    seconds = 8.0
+    started = time.monotonic()
+    flood, polite_a, polite_b = await asyncio.gather(
+        team(replicas, "tok-flood", seconds, flood=True),
+        team(replicas, "tok-a", seconds, flood=False),
+        team(replicas, "tok-b", seconds, flood=False),
+    )
+    elapsed = time.monotonic() - started
+    calls = standin.stats()["calls"]
+    for polite in (polite_a, polite_b):
+        assert polite.counts["200"] >= 0.95 * polite.total, polite.counts
+    assert calls <= BURST + PER_SECOND * elapsed + 1, "inside the budget"
+    assert calls >= 0.8 * PER_SECOND * elapsed, "and not leaving it idle"
+    assert flood.counts["200"] == calls - polite_a.counts["200"] - polite_b.counts["200"]
+    refused = json.loads(flood.samples["429"])["message"]
+    assert "your team is over its share" in refused
+    text = await _scrape(replicas[0])
+    assert (metric(text, "braze_proxy_team_refusals_total", team="flood") or 0) > 0
+    assert metric(text, "braze_proxy_team_refusals_total", team="polite-a") is not None  # present from the start
+    report(
+        capsys,
+        f"fair share, budget {PER_SECOND:g}/s over {elapsed:.1f} s: {calls} calls ({calls / elapsed:.1f}/s); "
+        f"polite teams answered {polite_a.counts['200']}/{polite_a.total} and {polite_b.counts['200']}/"
+        f"{polite_b.total}; the flood got {flood.counts['200']} of {flood.total} asked",
+    )
+
+
+async def test_one_team_alone_uses_the_whole_budget(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: object,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    replicas = start_replicas(
+        start_proxy, redis_server.url, API_KEY="managed", CLIENT_TOKENS="solo:tok-solo,idle:tok-i"
+    )
+    seconds = 6.0
+    started = time.monotonic()
+    alone = await team(replicas, "tok-solo", seconds, flood=True)
+    elapsed = time.monotonic() - started
+    assert alone.counts["200"] >= 0.9 * PER_SECOND * elapsed
+    report(capsys, f"one team alone: {alone.counts['200']} answered in {elapsed:.1f} s ({PER_SECOND:g}/s budget)")
+
+
+async def test_weights_split_a_contended_budget(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: object,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    replicas = start_replicas(
+        start_proxy, redis_server.url, API_KEY="managed", CLIENT_TOKENS="heavy:tok-h:3,light:tok-l:1"
+    )
+    heavy, light = await asyncio.gather(
+        team(replicas, "tok-h", 8.0, flood=True), team(replicas, "tok-l", 8.0, flood=True)
+    )
+    ratio = heavy.counts["200"] / max(1, light.counts["200"])
+    assert 3 * 0.8 <= ratio <= 3 * 1.2, (heavy.counts, light.counts)
+    report(capsys, f"weights 3:1, both flooding: {heavy.counts['200']} : {light.counts['200']} = {ratio:.2f}")
+
+
+async def test_many_keys_of_one_workspace_share_one_budget(
+    start_proxy: ProxyFactory, standin: StandinProcess, redis_server: RedisServer, redis_client: object
+) -> None:
+    replicas = start_replicas(start_proxy, redis_server.url, RATE_LIMIT_PER_HOUR=36, RATE_LIMIT_BURST=2)
+    async with aiohttp.ClientSession() as session:
+        replies = await asyncio.gather(
+            *(get(session, f"{replicas[i % 3].url}{PATH}?{question()}", bearer(f"key-{i}")) for i in range(20))
+        )
+    assert standin.stats()["calls"] <= 3
+    assert sum(r.status == 200 for r in replies) == standin.stats()["calls"]
+    assert {r.status for r in replies} <= {200, 429}
+
+
+async def test_an_invented_key_costs_one_upstream_call_a_minute(
+    start_proxy: ProxyFactory, standin: StandinProcess, redis_server: RedisServer, redis_client: object
+) -> None:
+    replicas = start_replicas(start_proxy, redis_server.url)
+    standin.config(rejected_keys=["invented-key"])
+    async with aiohttp.ClientSession() as session:
+        replies = [
+            await get(session, f"{replicas[i % 3].url}{PATH}?{question()}", bearer("invented-key")) for i in range(30)
+        ]
+        text = "".join([await scrape(session, p.url) for p in replicas])
+    assert {r.status for r in replies} == {401}
+    assert len({r.body for r in replies}) == 1, "Braze's own answer, every time"
+    assert standin.stats()["calls"] == 1
+    assert (metric(text, "braze_proxy_remembered_refusals_total") or 0) == 29
+
+
+@pytest.mark.parametrize("reset_header", ["milliseconds", "far"])
+async def test_bogus_reset_headers_block_nobody_for_long(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: object,
+    reset_header: str,
+) -> None:
+    (proxy,) = start_replicas(start_proxy, redis_server.url, count=1)
+    standin.config(reset_header=reset_header, force_429_for=2.0)
+    async with aiohttp.ClientSession() as session:
+        limited = await get(session, f"{proxy.url}{PATH}?{question()}", bearer("k"))
+        assert limited.status == 429 and "detail=braze-rate-limited" in limited.cache_status
+        assert int(limited.headers["Retry-After"]) <= 3600
+        resumed = None
+        for _ in range(40):  # bounded: the stand-in's 429s end after 2 s
+            await asyncio.sleep(0.25)
+            reply = await get(session, f"{proxy.url}{PATH}?{question()}", bearer("k"))
+            assert int(reply.headers.get("Retry-After", "0")) <= 3600
+            if reply.status == 200:
+                resumed = reply
+                break
+    assert resumed is not None, "the proxy calls Braze again after the window"
+    assert "bogus X-RateLimit-Reset" in proxy.logs()
+
+
+@pytest.fixture
+def outage_redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+async def test_during_a_redis_outage_each_replica_keeps_its_share_fairly(
+    start_proxy: ProxyFactory, standin: StandinProcess, outage_redis: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens = "flood:tok-flood,polite-a:tok-a"
+    replicas = start_replicas(
+        start_proxy, outage_redis.url, API_KEY="managed", CLIENT_TOKENS=tokens, EXPECTED_REPLICAS=3
+    )
+    async with aiohttp.ClientSession() as session:
+        outage_redis.stop()
+        for proxy in replicas:  # each replica notices on its own (a request fails, or readiness pings)
+            await get(session, f"{proxy.url}/readyz")
+        before = [await _calls(session, p) for p in replicas]
+        started = time.monotonic()
+        _flood, polite = await asyncio.gather(
+            team(replicas, "tok-flood", 6.0, flood=True), team(replicas, "tok-a", 6.0, flood=False)
+        )
+        elapsed = time.monotonic() - started
+        after = [await _calls(session, p) for p in replicas]
+    share = PER_SECOND / 3
+    for spent in (a - b for a, b in zip(after, before, strict=True)):
+        assert spent <= BURST // 3 + share * elapsed + 1, (before, after)
+    assert polite.counts["200"] >= 0.95 * polite.total, (polite.counts, polite.samples)
+    report(
+        capsys,
+        f"redis down, 3 replicas: calls per replica {[a - b for a, b in zip(after, before, strict=True)]} in "
+        f"{elapsed:.1f} s (share {share:.2f}/s each); polite answered {polite.counts['200']}/{polite.total}",
+    )
+
+
+async def _calls(session: aiohttp.ClientSession, proxy: ProxyProcess) -> float:
+    return metric(await scrape(session, proxy.url), "braze_proxy_upstream_requests_total") or 0.0
+
+
+async def _scrape(proxy: ProxyProcess) -> str:
+    async with aiohttp.ClientSession() as session:
+        return await scrape(session, proxy.url)
