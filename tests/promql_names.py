@@ -25,6 +25,7 @@ TARGET_LABELS = frozenset({"__name__", "job", "instance", "namespace", "pod", "s
 
 def exported_series() -> dict[str, frozenset[str]]:
     """Every series name a fresh Metrics can export (counters' _total, histograms' parts, ...) -> its labels.
+    (No `_created` series: the proxy turns them off.)
 
     The label names come from the metric objects themselves (prometheus_client keeps them in
     `_labelnames`; no public accessor exists), so a query grouping by a label the proxy never sets fails.
@@ -37,11 +38,12 @@ def exported_series() -> dict[str, frozenset[str]]:
     }
     series: dict[str, frozenset[str]] = {}
     for family in metrics.registry.collect():
-        own = labels[family.name]
+        # The process, platform and GC collectors are not wrappers: their labels are those of their samples.
+        own = labels.get(family.name) or frozenset(k for sample in family.samples for k in sample.labels)
         if family.type == "counter":
-            series |= {family.name + "_total": own, family.name + "_created": own}
+            series |= {family.name + "_total": own}
         elif family.type == "histogram":
-            series |= {family.name + "_bucket": own | {"le"}, family.name + "_created": own}
+            series |= {family.name + "_bucket": own | {"le"}}
             series |= {family.name + "_sum": own, family.name + "_count": own}
         elif family.type == "gauge":
             series[family.name] = own

@@ -17,9 +17,11 @@ from tests.promql_names import GRAFANA_INTERVALS, TARGET_LABELS, exported_series
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "config" / "grafana-dashboard.json"
+METRICS_DOC = REPO / "docs" / "metrics.md"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # What a query looks like in a test: the "All" value of each variable, and a plausible interval.
-TEST_VALUES = {"namespace": ".*", "job": ".*"} | dict.fromkeys(GRAFANA_INTERVALS, "1m")
+VARIABLES = ("namespace", "job", "pod", "instance")
+TEST_VALUES = dict.fromkeys(VARIABLES, ".*") | dict.fromkeys(GRAFANA_INTERVALS, "1m")
 # Series the dashboard may leave out, and why.
 NOT_ON_THE_DASHBOARD = {
     "braze_proxy_upstream_rate_limit_reset_timestamp_seconds": "diagnostic: when Braze's window resets",
@@ -35,7 +37,18 @@ REQUIRED_VIEWS = {
     "upstream 429s and errors": "429s and errors",
     "tokens left": "tokens left",
     "Redis errors": "errors (redis)",
+    # issue 14: what clients see, who asks, and how full the processes are
+    "error ratio": "error ratio",
+    "teams": "by team",
+    "Redis state": "redis state",
+    "calls and hits per endpoint": "by endpoint (braze_endpoint)",
+    "CPU": "cpu",
+    "memory": "memory",
+    "restarts": "restarts",
+    "open file descriptors": "open file descriptors",
 }
+# The rows each panel sits under (a panel belongs to the last row above it).
+REQUIRED_ROWS = ("teams", "cache and redis", "windows assembled from buckets", "saturation (processes)")
 
 
 def dashboard() -> dict[str, Any]:
@@ -56,13 +69,13 @@ def panel_queries() -> list[tuple[str, str]]:
     ]
 
 
-def test_variables_datasource_namespace_and_job() -> None:
+def test_variables_datasource_namespace_job_pod_and_instance() -> None:
     variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
-    assert set(variables) == {"datasource", "namespace", "job"}
+    assert set(variables) == {"datasource", *VARIABLES}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     series = exported_series()
-    for name in ("namespace", "job"):
+    for name in VARIABLES:
         variable = variables[name]
         assert variable["type"] == "query" and variable["datasource"] == DATASOURCE
         # "All" must also match series without the label (Prometheus outside Kubernetes has no namespace).
@@ -84,6 +97,11 @@ def test_layout_ids_unique_and_panels_inside_the_grid_without_overlap() -> None:
             for y in range(grid["y"], grid["y"] + grid["h"]):
                 assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
                 cells[(x, y)] = panel["title"]
+
+
+def test_the_rows_the_issue_asks_for_are_there() -> None:
+    rows = {panel["title"].lower() for panel in dashboard()["panels"] if panel["type"] == "row"}
+    assert set(REQUIRED_ROWS) - rows == set()
 
 
 def test_every_panel_uses_the_datasource_variable() -> None:
@@ -110,11 +128,11 @@ def test_query_parses_and_reads_only_exported_metrics(where: str, expr: str) -> 
     for name, matchers in found:
         assert name in series, f"{where} reads {name!r}, which proxy/metrics.py does not export"
         assert set(matchers) - series[name] - TARGET_LABELS == set(), f"{where}: unknown labels on {name}"
-    # Every selector narrows to the chosen namespace and job (checked before substitution).
-    for name, matchers in selectors(promql, promql.parse(substitute(expr, {**TEST_VALUES, "namespace": "NS"}))):
-        assert matchers.get("namespace") == "NS", f"{where}: {name} ignores $namespace"
-    for name, matchers in selectors(promql, promql.parse(substitute(expr, {**TEST_VALUES, "job": "JOB"}))):
-        assert matchers.get("job") == "JOB", f"{where}: {name} ignores $job"
+    # Every selector narrows to the chosen namespace, job, pod and instance (checked before substitution).
+    for variable in VARIABLES:
+        chosen = promql.parse(substitute(expr, {**TEST_VALUES, variable: "CHOSEN"}))
+        for name, matchers in selectors(promql, chosen):
+            assert matchers.get(variable) == "CHOSEN", f"{where}: {name} ignores ${variable}"
 
 
 def test_grouping_labels_exist_on_the_metrics_grouped() -> None:
@@ -141,8 +159,8 @@ def test_every_exported_metric_is_on_the_dashboard() -> None:
 
 
 def test_every_metric_is_documented_in_the_metrics_table() -> None:
-    doc = (REPO / "README.md").read_text()
-    rows = set(re.findall(r"^\| `(braze_proxy_\w+)` \| (counter|gauge|histogram) \|", doc, flags=re.MULTILINE))
+    doc = METRICS_DOC.read_text()
+    rows = set(re.findall(r"^\| `((?:braze_proxy|process|python)_\w+)` \| (counter|gauge|histogram) \|", doc, re.M))
     documented = {name for name, _ in rows}
     families = set()
     for name in exported_series():
@@ -150,5 +168,9 @@ def test_every_metric_is_documented_in_the_metrics_table() -> None:
             families.add(name.removesuffix("_bucket"))
         elif not name.endswith(("_created", "_sum", "_count")):
             families.add(name)
-    assert families - documented == set(), "metrics missing from the README's metrics table"
-    assert documented - families == set(), "the README lists metrics the proxy does not export"
+    assert families - documented == set(), "metrics missing from docs/metrics.md's table"
+    assert documented - families == set(), "docs/metrics.md lists metrics the proxy does not export"
+    kinds, series = {name: kind for name, kind in rows}, exported_series()
+    for name in families:  # the type column tells the truth (counters are listed by their _total name)
+        exported = "histogram" if name + "_bucket" in series else "gauge"
+        assert kinds[name] == ("counter" if name.endswith("_total") else exported), name

@@ -26,12 +26,42 @@ app.kubernetes.io/name: {{ include "braze-proxy.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{- define "braze-proxy.labels" -}}
+{{- define "braze-proxy.ownLabels" -}}
 helm.sh/chart: {{ include "braze-proxy.chart" . }}
 {{ include "braze-proxy.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: braze-proxy
+{{- end }}
+
+{{/* The `helm test` pod's labels: not the proxy's selector, so the Service never sends it traffic. */}}
+{{- define "braze-proxy.testSelectorLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test-connection
+{{- end }}
+
+{{/* The labels of every object: the chart's own, then commonLabels (the chart's win: selectors rely on them). */}}
+{{- define "braze-proxy.labels" -}}
+{{- include "braze-proxy.labelsWith" (dict "ctx" .) }}
+{{- end }}
+
+{{/*
+Labels from dict "ctx" (the root context), "extra" (an object's own labels from values) and "forced" (labels the
+chart needs whatever the values say). Precedence: forced, the chart's own, extra, commonLabels.
+*/}}
+{{- define "braze-proxy.labelsWith" -}}
+{{- $ctx := .ctx }}
+{{- $own := include "braze-proxy.ownLabels" $ctx | fromYaml }}
+{{- toYaml (merge (dict) (.forced | default (dict)) $own (.extra | default (dict)) ($ctx.Values.commonLabels | default (dict))) }}
+{{- end }}
+
+{{/*
+Annotations from dict "ctx" and "extra" (an object's own, which win over commonAnnotations): a YAML map, or
+nothing when there are none, for `with`.
+*/}}
+{{- define "braze-proxy.annotations" -}}
+{{- $all := merge (dict) (.extra | default (dict)) (.ctx.Values.commonAnnotations | default (dict)) }}
+{{- if $all }}{{ toYaml $all }}{{ end }}
 {{- end }}
 
 {{- define "braze-proxy.serviceAccountName" -}}
@@ -42,8 +72,54 @@ app.kubernetes.io/part-of: braze-proxy
 {{- end }}
 {{- end }}
 
+{{/* registry/repository:tag, repository@digest or repository:tag@digest (a digest pins the exact image). */}}
 {{- define "braze-proxy.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $image := .Values.image }}
+{{- $repository := $image.repository }}
+{{- with $image.registry }}{{ $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}{{ end }}
+{{- if $image.digest }}
+{{- if $image.tag }}{{ printf "%s:%s@%s" $repository $image.tag $image.digest }}
+{{- else }}{{ printf "%s@%s" $repository $image.digest }}{{ end }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* True when Redis is configured, by URL or by an existing Secret. */}}
+{{- define "braze-proxy.redisConfigured" -}}
+{{- if or .Values.redis.url .Values.redis.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+Several pods without Redis would each spend the whole upstream budget (and cache apart): refuse to render.
+*/}}
+{{- define "braze-proxy.checkReplicas" -}}
+{{- $value := ternary "autoscaling.maxReplicas" "replicaCount" .Values.autoscaling.enabled }}
+{{- $most := ternary (int .Values.autoscaling.maxReplicas) (int .Values.replicaCount) .Values.autoscaling.enabled }}
+{{- if and (gt $most 1) (not (include "braze-proxy.redisConfigured" .)) }}
+{{- fail (printf "%s is %d: more than one replica needs redis.url or redis.existingSecret, or each pod would spend the whole Braze budget on its own" $value $most) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the Redis CA bundle is mounted, and its file (BRAZE_PROXY_REDIS_TLS_CA_FILE). */}}
+{{- define "braze-proxy.redisCaDir" -}}/etc/braze-proxy/redis-tls{{- end }}
+{{- define "braze-proxy.redisCaFile" -}}{{ include "braze-proxy.redisCaDir" . }}/ca.crt{{- end }}
+
+{{/* True when a Redis CA is configured; refuses contradictory TLS values. */}}
+{{- define "braze-proxy.redisCa" -}}
+{{- $tls := .Values.redis.tls | default (dict) }}
+{{- if and $tls.caSecret $tls.caConfigMap }}
+{{- fail "redis.tls: set caSecret or caConfigMap, not both" }}
+{{- end }}
+{{- if or $tls.caSecret $tls.caConfigMap }}
+{{- if not (include "braze-proxy.redisConfigured" .) }}
+{{- fail "redis.tls needs Redis: set redis.url or redis.existingSecret" }}
+{{- end }}
+{{- if and .Values.redis.url (not (hasPrefix "rediss" .Values.redis.url)) }}
+{{- fail "redis.tls: a CA is set but redis.url is not rediss://, rediss+sentinel:// or rediss+cluster://" }}
+{{- end }}
+{{- true }}
+{{- end }}
 {{- end }}
 
 {{/* True when the chart itself creates the Secret: a credential given in values, not in an existingSecret. */}}
