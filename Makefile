@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server prometheus nginx wrk util-linux
+APT_PACKAGES := redis-server redis-tools prometheus nginx wrk util-linux openssl
 
-.PHONY: run demo test lint typecheck install deps system-deps bench soak clean
+.PHONY: run demo test lint typecheck docs install deps system-deps bench soak lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ deps: $(BIN)/python
 # Tools the tests and the bench run for real (redis-server, promtool/prometheus, nginx, wrk).
 system-deps:
 	@missing=""; \
-	for tool in redis-server promtool prometheus nginx wrk; do command -v $$tool >/dev/null || missing=yes; done; \
+	for tool in redis-server redis-cli openssl promtool prometheus nginx wrk; do command -v $$tool >/dev/null || missing=yes; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
@@ -49,11 +49,34 @@ lint: deps
 typecheck: deps
 	$(BIN)/mypy
 
+# The docs site (mkdocs.yml, Material theme), built strictly into build/site: a broken link or a page left
+# out of the nav fails it.
+docs: deps
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: deps system-deps
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.dashboard
 
 soak: deps system-deps
 	$(BIN)/python -m tests.soak --seconds 300
+
+# requirements.lock: the image's runtime dependencies, pinned with hashes. Resolved for CPython 3.11 on linux
+# x86_64 and aarch64 (the two must agree), wheels only, from releases published before LOCK_BEFORE, so a rerun
+# writes the same file; raise LOCK_BEFORE to take newer releases.
+UV_VERSION := 0.13.8
+LOCK_BEFORE ?= 2026-12-01
+LOCK_PLATFORMS := x86_64-manylinux_2_28 aarch64-manylinux_2_28
+lock:
+	rm -rf build/lock && $(PYTHON) -m venv build/lock
+	build/lock/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	for platform in $(LOCK_PLATFORMS); do \
+		build/lock/bin/uv pip compile pyproject.toml --quiet --no-cache --python-version 3.11 \
+			--python-platform $$platform --only-binary :all: --generate-hashes --exclude-newer $(LOCK_BEFORE) \
+			--custom-compile-command 'make lock' --output-file build/lock/$$platform.txt || exit 1; \
+	done
+	cmp $(foreach platform,$(LOCK_PLATFORMS),build/lock/$(platform).txt)
+	cp build/lock/$(firstword $(LOCK_PLATFORMS)).txt requirements.lock
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The Dockerfile: hadolint-clean, and built the way issue 4 asks (no engine runs here, so this is static).
+"""The Dockerfile: hadolint-clean, and built the way issues 4 and 14 ask (no engine runs here, so this is static).
 
 The image itself is built by the user's CI; these tests check what can be checked without a container
 engine: hadolint's verdict, the shape of the stages, and that the lock and .dockerignore fit the build.
@@ -14,6 +14,9 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
+import proxy
 from tests.external_tools import binary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,12 +66,44 @@ def test_hadolint_finds_nothing() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_multi_stage_on_slim_python() -> None:
-    args = [rest for keyword, rest in instructions() if keyword == "ARG"]
-    assert "PYTHON_IMAGE=python:3.11-slim" in args
+def build_args() -> dict[str, str]:
+    """ARG name -> default (empty when it has none)."""
+    return dict(rest.partition("=")[::2] for keyword, rest in instructions() if keyword == "ARG")
+
+
+def test_multi_stage_on_slim_python_pinned_by_digest() -> None:
+    image = build_args()["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim-bookworm@sha256:[0-9a-f]{64}", image), image
     all_stages = stages()
     assert len(all_stages) >= 2
     assert [stage[0][1].split()[0] for stage in all_stages] == ["${PYTHON_IMAGE}"] * len(all_stages)
+
+
+def test_oci_labels_carry_source_version_and_revision_from_build_args() -> None:
+    labels = {}
+    for keyword, rest in stages()[-1]:
+        if keyword == "LABEL":
+            labels |= dict(token.split("=", 1) for token in shlex.split(rest))
+    prefix = "org.opencontainers.image."
+    assert labels[prefix + "title"] == "braze-proxy" and labels[prefix + "licenses"] == "Apache-2.0"
+    assert {labels[prefix + name] for name in ("source", "version", "revision")} == {
+        "${SOURCE}",
+        "${VERSION}",
+        "${REVISION}",
+    }
+    final_args = [rest.partition("=")[0] for keyword, rest in stages()[-1] if keyword == "ARG"]
+    assert {"SOURCE", "VERSION", "REVISION"} <= set(final_args), "an ARG is visible only in the stage declaring it"
+    assert build_args()["VERSION"] == proxy.__version__
+
+
+def test_build_tools_are_pinned_and_the_virtualenv_has_no_installer() -> None:
+    args = build_args()
+    runs = [rest for keyword, rest in stages()[0] if keyword == "RUN"]
+    for tool in ("PIP", "SETUPTOOLS", "WHEEL"):
+        assert re.fullmatch(r"[0-9]+(\.[0-9]+)+", args[f"{tool}_VERSION"]), f"{tool}_VERSION must be an exact version"
+        assert any(f"{tool.lower()}==${{{tool}_VERSION}}" in run for run in runs), f"{tool.lower()} is not pinned"
+    assert any("venv --without-pip /opt/venv" in run for run in runs)
+    assert all(" install" not in run or "--python /opt/venv/bin/python" in run or "pip==" in run for run in runs)
 
 
 def test_final_stage_runs_as_non_root_with_exec_entrypoint_port_and_healthcheck() -> None:
@@ -87,34 +122,73 @@ def test_final_stage_runs_as_non_root_with_exec_entrypoint_port_and_healthcheck(
     compile(command[2], "<healthcheck>", "exec")  # the one-liner is valid Python
 
 
-def test_final_stage_has_no_build_tools_and_copies_only_the_virtualenv() -> None:
+def test_final_stage_has_no_build_tools_no_installer_and_copies_only_the_virtualenv() -> None:
     final = stages()[-1]
-    for keyword, rest in final:
-        if keyword == "RUN":
-            assert not any(tool in rest for tool in BUILD_TOOLS), rest
-            assert "apt-get install" not in rest and "pip install" not in rest, rest
+    runs = [rest for keyword, rest in final if keyword == "RUN"]
+    for run in runs:
+        assert not any(tool in run for tool in BUILD_TOOLS), run
+        assert "apt-get install" not in run and "pip install" not in run, run
+    # The base image's own pip, setuptools and wheel are removed, and the build checks they are gone.
+    assert any("pip uninstall" in run and {"pip", "setuptools", "wheel"} <= set(run.split()) for run in runs)
+    assert any("ensurepip/_bundled" in run and "find_spec" in run for run in runs)
     copies = [rest for keyword, rest in final if keyword == "COPY"]
     assert copies == ["--from=build /opt/venv /opt/venv"]
 
 
-def test_dependencies_come_from_the_lock_and_the_project_without_resolving() -> None:
-    build = stages()[0]
-    runs = [rest for keyword, rest in build if keyword == "RUN"]
-    assert any("-r requirements.lock" in run for run in runs)
-    assert any("--no-deps ." in run for run in runs), "the project itself must not pull unpinned packages"
+def test_dependencies_come_from_the_hashed_lock_and_the_project_without_resolving() -> None:
+    runs = [rest for keyword, rest in stages()[0] if keyword == "RUN"]
+    (lock_install,) = [run for run in runs if "-r requirements.lock" in run]
+    assert "--require-hashes" in lock_install and "--only-binary=:all:" in lock_install
+    assert "--no-deps" not in lock_install, "a dependency missing from the lock must fail the build"
+    (project,) = [run for run in runs if "pip wheel" in run]
+    assert "--no-build-isolation" in project, "build tools are the pinned ones, not fetched afresh"
+    assert "--no-deps" in project.split("&&")[0] and "--no-deps" in project.split("&&")[1]
+    assert project.split("&&")[0].split()[-1] == ".", "the project is built from the copied source"
 
 
-def test_lock_pins_every_runtime_dependency_exactly() -> None:
-    pins = {}
-    for line in LOCK.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, sep, version = line.partition("==")
-            assert sep and re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), f"not an exact pin: {line}"
-            pins[normalize(name)] = version
+def parse_lock() -> dict[str, tuple[str, list[str]]]:
+    """normalized name -> (version, hashes) of every requirement in requirements.lock."""
+    text = LOCK.read_text()
+    assert "\\\n" in text, "a hashed lock continues each requirement over several lines"
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for requirement in re.sub(r"\\\n", " ", text).splitlines():
+        requirement = requirement.split("#", 1)[0].strip()
+        if not requirement:
+            continue
+        spec, *options = requirement.split()
+        name, sep, version = spec.partition("==")
+        assert sep and re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), f"not an exact pin: {spec}"
+        assert options and all(o.startswith("--hash=sha256:") for o in options), f"{spec}: hashes only"
+        hashes = [o.removeprefix("--hash=sha256:") for o in options]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), spec
+        entries[normalize(name)] = (version, hashes)
+    return entries
+
+
+def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    pins = parse_lock()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    direct = {normalize(re.split(r"[\s<>=!~;\[]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
-    assert direct - set(pins) == set(), "pyproject dependencies missing from requirements.lock"
+    for dependency in project["dependencies"]:
+        requirement = Requirement(dependency)
+        name = normalize(requirement.name)
+        assert name in pins, f"{name}: in pyproject.toml, missing from requirements.lock (make lock)"
+        assert requirement.specifier.contains(pins[name][0]), f"{name}=={pins[name][0]} violates {requirement}"
+    assert not {"pip", "setuptools", "wheel"} & set(pins), "build tools belong to the build stage, not the image"
+    assert LOCK.read_text().startswith("# This file was autogenerated by uv via the following command:\n#    make lock")
+
+
+def test_the_lock_target_is_reproducible() -> None:
+    make = binary("make", "apt-get install -y make")
+    result = subprocess.run(
+        [make, "--dry-run", "lock"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
+    commands = result.stdout
+    assert re.search(r"uv==[0-9]+\.[0-9]+\.[0-9]+", commands), "the lock tool's version is pinned"
+    for platform in ("x86_64-manylinux_2_28", "aarch64-manylinux_2_28"):
+        assert "--python-platform $platform" in commands and platform in commands
+    for option in ("--python-version 3.11", "--generate-hashes", "--only-binary :all:", "--exclude-newer 20"):
+        assert option in commands, option
+    assert "cmp build/lock/x86_64-manylinux_2_28.txt build/lock/aarch64-manylinux_2_28.txt" in commands
 
 
 def test_dockerignore_lets_through_exactly_what_the_build_copies() -> None:
