@@ -86,6 +86,7 @@ def proxy(name: str, standin: StandinProcess, cpus: str | None, workers: int = 1
     env = {
         "BRAZE_PROXY_UPSTREAM_URL": standin.url,
         "BRAZE_PROXY_API_KEY": API_KEY,
+        "BRAZE_PROXY_ALLOW_ANONYMOUS": "true",
         "BRAZE_PROXY_HOST": HOST,
         "BRAZE_PROXY_PORT": str(port),
         "BRAZE_PROXY_LOG_LEVEL": "WARNING",
