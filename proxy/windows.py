@@ -173,10 +173,14 @@ class Windows:
             return PassedOn(remembered)
         payer = self._payer(credential, endpoint)
         probed = await self._alignment.check(credential, question, payer)
+        if isinstance(probed, PassedOn):
+            # Braze refused the probe (a one-bucket question of whichever caller probed first): its answer is
+            # not this question's, so nobody is handed it. A 401/403 is remembered (the exact call then costs
+            # nothing); anything else is asked exactly, as the client asked it.
+            await self._refusals.remember(credential.scope, endpoint.name, probed.entry)
+            return Exact()
         if isinstance(probed, Verdict):
             return Exact()
-        if isinstance(probed, PassedOn):
-            return probed
         wide = replace(question, length=endpoint.max_length) if self._widen else question
         reply = await self._fetcher.fetch(
             Call(endpoint, wide.upstream_params(self._zone), credential.upstream_key, payer)
@@ -186,7 +190,9 @@ class Windows:
             answer = reply.answer
             passed = Entry(answer.body, answer.status, answer.content_type, now, now, now)
             await self._refusals.remember(credential.scope, endpoint.name, passed)
-            return PassedOn(passed)
+            # Widened, this flight answers every window ending at this bucket: Braze's refusal of the wide
+            # question is not theirs. Each is then asked exactly (a remembered 401/403 costs no call).
+            return Exact() if self._widen else PassedOn(passed)
         starts = series.window(wide, self._zone)
         labelled = series.points_of(reply.answer.body)
         if labelled is None or series.mismatch(labelled, starts, wide.unit, self._zone) is not None:
