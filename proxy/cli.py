@@ -23,7 +23,14 @@ from pydantic import ValidationError
 
 from proxy import __version__
 from proxy.metrics import MULTIPROC_ENV
-from proxy.settings import ENV_PREFIX, Settings, describe_error, describe_source_error, unknown_variables
+from proxy.settings import (
+    ENV_PREFIX,
+    Settings,
+    describe_error,
+    describe_source_error,
+    env_file_variables,
+    unknown_variables,
+)
 
 log = logging.getLogger("braze_proxy")
 
@@ -68,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # a JSON setting that is not JSON, a .env file that cannot be parsed
         print(f"braze-proxy: {describe_source_error(error)}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    unknown = unknown_variables(dict(os.environ))
+    unknown = unknown_variables(env_file_variables() | dict(os.environ))
     if args.check:
         for name in unknown:
             print(f"braze-proxy: warning: {name} is not a setting (a typo?); it is ignored", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import dotenv_values
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from proxy.redis_url import parse_redis_url, redacted
 
 ENV_PREFIX = "BRAZE_PROXY_"
+ENV_FILE = ".env"
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")  # team, workspace and group names: metric label values
 DEFAULT_WORKSPACE = "default"
 DEFAULT_RATE = 50_000.0  # a fifth of Braze's 250,000 per hour per workspace
@@ -133,7 +135,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -152,7 +154,9 @@ class Settings(BaseSettings):
         None, description="managed-key mode: call Braze with this key, never the client's (unset: pass-through)"
     )
     client_tokens: SecretStr | None = Field(
-        None, description="managed-key mode: comma-separated name:token pairs clients must present as Bearer"
+        None,
+        description="managed-key mode: comma-separated name:token[:weight] entries (weight 1 if omitted); clients"
+        " present the token as Bearer, the name is their team, the weight their share of a contended budget",
     )
     upstream_timeout: Seconds = Field(10.0, gt=0, le=300, description="total time for one upstream call")
     upstream_connect_timeout: Seconds = Field(3.0, gt=0, le=60, description="time to connect to Braze")
@@ -336,6 +340,13 @@ def parse_teams(text: str) -> list[Team]:
 def without_credentials(url: str) -> str:
     """A Redis `url` with its credentials replaced by *** (for logs; see redis_url.redacted)."""
     return redacted(url)
+
+
+def env_file_variables(path: str = ENV_FILE) -> dict[str, str]:
+    """The variables of the .env file Settings reads (none if there is no such file)."""
+    if not Path(path).is_file():
+        return {}
+    return {name: value or "" for name, value in dotenv_values(path).items()}
 
 
 def unknown_variables(environ: dict[str, str]) -> list[str]:

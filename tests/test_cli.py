@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -122,6 +123,23 @@ def test_check_warns_about_unknown_variables_and_prints_derived_values() -> None
     assert "BRAZE_PROXY_UPSTREAM_TIMEOUT " not in result.stderr
     # The fill lock and the replicas' wait: the retry budget (15) + the upstream timeout (4) + 2.
     assert "derived fill_lock_and_coalesce_wait_seconds = 21.0" in result.stdout
+
+
+def test_check_warns_about_unknown_variables_in_the_env_file_too(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("BRAZE_PROXY_TTL_SETLED=60\nBRAZE_PROXY_TTL_SETTLED=60\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BRAZE_PROXY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "--check"],
+        env={**clean, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "BRAZE_PROXY_TTL_SETLED is not a setting" in result.stderr
+    assert "BRAZE_PROXY_TTL_SETTLED " not in result.stderr
 
 
 def test_stale_while_revalidate_longer_than_the_stale_window_is_refused_not_clamped() -> None:
