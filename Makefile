@@ -57,6 +57,7 @@ docs: deps
 bench: deps system-deps
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.dashboard
+	$(BIN)/python -m bench.collapse
 
 soak: deps system-deps
 	$(BIN)/python -m tests.soak --seconds 300

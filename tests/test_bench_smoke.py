@@ -49,3 +49,18 @@ def test_the_dashboard_workload_runs_and_windows_beat_exact_caching() -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "lower bound" in done.stdout and "nginx proxy_cache" in done.stdout
+
+
+def test_the_collapse_bench_runs_and_every_trial_is_one_call_and_collapsed() -> None:
+    require_tool("redis-server")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.collapse", "--trials", "3"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "polling only (before)" in done.stdout and "woken by pub/sub" in done.stdout
+    assert done.stdout.count("3 upstream calls, 3 collapsed, 3 trials") == 2, done.stdout
