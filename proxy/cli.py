@@ -52,7 +52,7 @@ def settings_help() -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="braze-proxy",
-        description="A caching reverse proxy for Braze's GET /sessions/data_series.",
+        description="A caching reverse proxy for Braze's analytics export (data series) endpoints.",
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -129,7 +129,7 @@ class Backing:
 async def open_backing(s: Settings, metrics: Metrics, workers: int, clock: Clock, stack: AsyncExitStack) -> Backing:
     # An in-process bucket holds this process's share: of the whole budget without Redis (one share per
     # --workers process), of a replica's share while Redis is down (replicas x workers shares).
-    lru = MemoryLRU(s.memory_max_entries, s.memory_max_bytes)
+    lru = MemoryLRU(s.memory_max_entries, memory_share(s))
     wait = s.rate_limit_max_wait_seconds
     if s.redis_url is None:
         local = MemoryBudget(workers, wait, clock)
@@ -200,10 +200,16 @@ def open_windows(
     return windows, alignment
 
 
+def memory_share(s: Settings) -> int:
+    """Bytes for each in-process cache: MEMORY_MAX_BYTES bounds them together, so without Redis the entries and
+    the windows' buckets (when on) have half each; with Redis the L1 is the only one."""
+    return s.memory_max_bytes // 2 if s.redis_url is None and s.windows else s.memory_max_bytes
+
+
 def series_store(s: Settings, redis: RedisConnection | None) -> SeriesStore:
     """Where windows' buckets live: beside the entries (Redis, shared), or in this process."""
     if redis is None:
-        return MemorySeriesStore(s.memory_max_bytes)
+        return MemorySeriesStore(memory_share(s))
     return RedisSeriesStore(redis, s.redis_key_prefix, s.redis_timeout)
 
 

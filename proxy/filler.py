@@ -55,6 +55,13 @@ class PassedOn:
 Filled = Made[T] | Found[T] | PassedOn
 
 
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """The peer's lock came free and this replica took it: it fills now, holding `token`."""
+
+    token: str
+
+
 class Watch(Protocol):
     async def wait(self, timeout: float) -> None:
         """Return when the fill watched ends (as far as this replica can tell), or after `timeout`."""
@@ -114,9 +121,9 @@ class Filler:
                 token = await self._lock.acquire(base)
                 if token is None:
                     waited = await self._wait_for_peer(self._lock, base, recheck)
-                    if not isinstance(waited, str):
+                    if not isinstance(waited, Locked):
                         return waited
-                    token = waited
+                    token = waited.token
             except StoreError as error:
                 self._health.failed(error)
                 token = None
@@ -163,15 +170,15 @@ class Filler:
 
     async def _wait_for_peer(
         self, lock: ClusterLock, base: str, recheck: Callable[[], Awaitable[T | None]]
-    ) -> Found[T] | PassedOn | str:
-        """Wait (bounded) for the replica holding the lock: its value, its marker, or the lock itself (a token).
+    ) -> Found[T] | PassedOn | Locked:
+        """Wait (bounded) for the replica holding the lock: its value, its marker, or the lock itself.
         Raises StoreError when Redis fails meanwhile (the caller then fills unlocked)."""
         with self._wakeups.watch(base) as watch:
             return await self._poll(lock, base, recheck, watch)
 
     async def _poll(
         self, lock: ClusterLock, base: str, recheck: Callable[[], Awaitable[T | None]], watch: Watch
-    ) -> Found[T] | PassedOn | str:
+    ) -> Found[T] | PassedOn | Locked:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_seconds
         delay = FIRST_POLL
@@ -192,7 +199,7 @@ class Filler:
             if not locked:
                 token = await lock.acquire(base)
                 if token is not None:
-                    return token
+                    return Locked(token)
             if loop.time() >= deadline:
                 raise UpstreamTimeout("Gateway timeout: another replica's call to the Braze API took too long")
 

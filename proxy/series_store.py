@@ -16,6 +16,10 @@ from proxy.redis_conn import RedisConnection
 from proxy.series import MAX_BUCKETS, Point, decode_point, encode_point
 
 _WRITE = resources.files("proxy").joinpath("lua/series_write.lua").read_text()
+# What Python holds beyond the bytes themselves (measured with tracemalloc, CPython 3.11): per point its bytes
+# and str objects and its dict slot; per series its dict, key and LRU links. So the cap bounds real memory.
+POINT_OVERHEAD = 104
+SERIES_OVERHEAD = 1200
 
 
 class SeriesStore(Protocol):
@@ -56,7 +60,7 @@ class MemorySeriesStore:
         if len(held) > MAX_BUCKETS:  # the oldest buckets go first
             for f in sorted(held, key=int)[: len(held) - MAX_BUCKETS]:
                 del held[f]
-        size = sum(len(v) + len(f) + 16 for f, v in held.items()) + len(key) + 64
+        size = sum(len(v) + len(f) for f, v in held.items()) + POINT_OVERHEAD * len(held) + len(key) + SERIES_OVERHEAD
         if size > self._max_bytes:
             return
         while self._bytes + size > self._max_bytes and self._series:

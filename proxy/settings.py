@@ -188,7 +188,10 @@ class Settings(BaseSettings):
         10_000, ge=1, description="in-process cache capacity in entries (the memory store, or the L1 before Redis)"
     )
     memory_max_bytes: int = Field(
-        64 * 1_048_576, ge=1024, description="in-process cache capacity in bytes (the memory store, or the L1)"
+        64 * 1_048_576,
+        ge=1024,
+        description="in-process cache capacity in bytes (the memory store and, with windows on, its buckets: half each;"
+        " or the L1 before Redis)",
     )
     l1_enabled: bool = Field(True, description="in-process L1 cache in front of Redis")
     windows: bool = Field(

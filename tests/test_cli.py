@@ -54,6 +54,7 @@ def test_bad_settings_stop_start_up_with_one_line(name: str, value: str, fragmen
     assert len(lines) == 1, result.stderr
     assert fragment in lines[0]
     assert "Traceback" not in result.stderr
+    assert "secret" not in result.stderr  # a password in a URL is never repeated
 
 
 def test_a_malformed_token_list_names_the_variable_without_echoing_secrets() -> None:

@@ -117,7 +117,7 @@ async def test_one_team_alone_uses_the_whole_budget(
     started = time.monotonic()
     alone = await team(replicas, "tok-solo", seconds, flood=True)
     elapsed = time.monotonic() - started
-    assert alone.counts["200"] >= 0.9 * PER_SECOND * elapsed
+    assert alone.counts["200"] >= 0.9 * (BURST + PER_SECOND * elapsed), "at least 90% of what the budget allows"
     report(capsys, f"one team alone: {alone.counts['200']} answered in {elapsed:.1f} s ({PER_SECOND:g}/s budget)")
 
 
@@ -147,9 +147,15 @@ async def test_many_keys_of_one_workspace_share_one_budget(
         replies = await asyncio.gather(
             *(get(session, f"{replicas[i % 3].url}{PATH}?{question()}", bearer(f"key-{i}")) for i in range(20))
         )
-    assert standin.stats()["calls"] <= 3
+        text = "".join([await scrape(session, p.url) for p in replicas])
+    assert 2 <= standin.stats()["calls"] <= 3, "the burst of one budget, not of twenty"
     assert sum(r.status == 200 for r in replies) == standin.stats()["calls"]
-    assert {r.status for r in replies} <= {200, 429}
+    assert {r.status for r in replies} == {200, 429}
+    # Twenty keys are one bounded label value, never a label (or a hash) per key.
+    teams = {
+        line.split('team="')[1].split('"')[0] for line in text.splitlines() if line.startswith("braze_proxy_team_")
+    }
+    assert teams == {"pass-through"}, teams
 
 
 async def test_an_invented_key_costs_one_upstream_call_a_minute(
@@ -200,7 +206,7 @@ def outage_redis() -> Iterator[RedisServer]:
         yield server
 
 
-async def test_during_a_redis_outage_each_replica_keeps_its_share_fairly(
+async def test_a_redis_outage_mid_flood_keeps_each_replica_to_its_share_fairly(
     start_proxy: ProxyFactory, standin: StandinProcess, outage_redis: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tokens = "flood:tok-flood,polite-a:tok-a"
@@ -208,24 +214,24 @@ async def test_during_a_redis_outage_each_replica_keeps_its_share_fairly(
         start_proxy, outage_redis.url, API_KEY="managed", CLIENT_TOKENS=tokens, EXPECTED_REPLICAS=3
     )
     async with aiohttp.ClientSession() as session:
-        outage_redis.stop()
-        for proxy in replicas:  # each replica notices on its own (a request fails, or readiness pings)
-            await get(session, f"{proxy.url}/readyz")
-        before = [await _calls(session, p) for p in replicas]
         started = time.monotonic()
-        _flood, polite = await asyncio.gather(
-            team(replicas, "tok-flood", 6.0, flood=True), team(replicas, "tok-a", 6.0, flood=False)
-        )
-        elapsed = time.monotonic() - started
+        load = asyncio.gather(team(replicas, "tok-flood", 7.0, flood=True), team(replicas, "tok-a", 7.0, flood=False))
+        await asyncio.sleep(2.0)  # the flood is on, spending the shared bucket in Redis
+        mid = [await _calls(session, p) for p in replicas]
+        outage_redis.stop()
+        stopped = time.monotonic()
+        _flood, polite = await load
+        ended = time.monotonic()
         after = [await _calls(session, p) for p in replicas]
     share = PER_SECOND / 3
-    for spent in (a - b for a, b in zip(after, before, strict=True)):
-        assert spent <= BURST // 3 + share * elapsed + 1, (before, after)
+    spent = [a - m for a, m in zip(after, mid, strict=True)]
+    for calls in spent:  # from the outage on, each replica spends from its own share (+2: calls in flight)
+        assert calls <= BURST // 3 + share * (ended - stopped) + 2, (mid, after)
     assert polite.counts["200"] >= 0.95 * polite.total, (polite.counts, polite.samples)
     report(
         capsys,
-        f"redis down, 3 replicas: calls per replica {[a - b for a, b in zip(after, before, strict=True)]} in "
-        f"{elapsed:.1f} s (share {share:.2f}/s each); polite answered {polite.counts['200']}/{polite.total}",
+        f"redis stopped {stopped - started:.1f} s into a flood, 3 replicas: calls per replica after it {spent} in "
+        f"{ended - stopped:.1f} s (share {share:.2f}/s each); polite answered {polite.counts['200']}/{polite.total}",
     )
 
 
