@@ -148,7 +148,8 @@ async def test_many_keys_of_one_workspace_share_one_budget(
             *(get(session, f"{replicas[i % 3].url}{PATH}?{question()}", bearer(f"key-{i}")) for i in range(20))
         )
         text = "".join([await scrape(session, p.url) for p in replicas])
-    assert 2 <= standin.stats()["calls"] <= 3, "the burst of one budget, not of twenty"
+    # One budget's burst, not twenty (its last token goes to no team over its share: here every new key is).
+    assert 1 <= standin.stats()["calls"] <= 3, "the burst of one budget, not of twenty"
     assert sum(r.status == 200 for r in replies) == standin.stats()["calls"]
     assert {r.status for r in replies} == {200, 429}
     # Twenty keys are one bounded label value, never a label (or a hash) per key.
