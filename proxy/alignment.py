@@ -17,12 +17,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
 from proxy import series
+from proxy.asking import Asker
 from proxy.budget import Payer
 from proxy.coalesce import Flights
 from proxy.credentials import Credential
-from proxy.entry import Entry
 from proxy.errors import StoreError
-from proxy.fetcher import Call, Fetcher
 from proxy.filler import PassedOn
 from proxy.metrics import Metrics
 from proxy.query import Question
@@ -75,14 +74,14 @@ class Alignment:
     def __init__(
         self,
         *,
-        fetcher: Fetcher,
+        asker: Asker,
         zone: tzinfo,
         metrics: Metrics,
         clock: Callable[[], float],
         shared: SharedAlignment | None = None,
     ) -> None:
         self._shared = shared
-        self._fetcher = fetcher
+        self._asker = asker
         self._zone = zone
         self._m = metrics
         self._clock = clock
@@ -117,13 +116,10 @@ class Alignment:
             return None
         instant, start = series.probe_instant(question, self._zone)
         probe = replace(question, length=1, ending_at=instant)
-        reply = await self._fetcher.fetch(
-            Call(question.endpoint, probe.upstream_params(self._zone), credential.upstream_key, payer)
-        )
+        reply = await self._asker.ask(probe, credential, payer)
         now = self._clock()
-        if reply.kind != "success":
-            a = reply.answer
-            return PassedOn(Entry(a.body, a.status, a.content_type, now, now, now))
+        if reply.kind != "success":  # Braze's refusal of the probe: remembered if a 401/403, handed to nobody
+            return await self._asker.refused(credential, question.endpoint, reply)
         labelled = series.points_of(reply.answer.body)
         wrong = series.mismatch(labelled or [], [start], question.unit, self._zone)
         if wrong is None:

@@ -19,6 +19,7 @@ import aiohttp
 from proxy import __version__
 from proxy.accounts import Accounts
 from proxy.alignment import Alignment, SharedAlignment
+from proxy.asking import Asker
 from proxy.budget import Budget, MemoryBudget, RedisBudget
 from proxy.cache import MemoryLRU, MemoryStore, Store
 from proxy.coalesce import ClusterLock
@@ -169,8 +170,7 @@ def open_windows(
     b: Backing,
     cache: TieredCache,
     filler: Filler,
-    fetcher: Fetcher,
-    accounts: Accounts,
+    asker: Asker,
     zone: tzinfo,
     metrics: Metrics,
     clock: Clock,
@@ -179,19 +179,17 @@ def open_windows(
     if not s.windows:
         return None, None
     shared = SharedAlignment(b.redis, s.redis_key_prefix, s.redis_timeout) if b.redis is not None else None
-    alignment = Alignment(fetcher=fetcher, zone=zone, metrics=metrics, clock=clock, shared=shared)
+    alignment = Alignment(asker=asker, zone=zone, metrics=metrics, clock=clock, shared=shared)
     windows = Windows(
         store=series_store(s, b.redis),
         health=b.health,
         filler=filler,
-        fetcher=fetcher,
+        asker=asker,
         alignment=alignment,
         freshness=freshness_policy(s),
         zone=zone,
         swr_seconds=s.stale_while_revalidate_seconds,
         widen=s.widen_fetches,
-        payer=accounts.payer,
-        refusals=b.refusals,
         keep_local=cache.keep_local,
         key_prefix=s.redis_key_prefix,
         metrics=metrics,
@@ -293,16 +291,16 @@ async def open_components(
             on_peer=metrics.coalesced.labels("cluster").inc,
         )
         rules = KeyRules(ZoneInfo(s.reporting_timezone))
-        windows, alignment = open_windows(s, b, cache, filler, fetcher, accounts, rules.zone, metrics, clock)
+        asker = Asker(
+            fetcher=fetcher, payer=accounts.payer, refusals=b.refusals, zone=rules.zone, metrics=metrics, clock=clock
+        )
+        windows, alignment = open_windows(s, b, cache, filler, asker, rules.zone, metrics, clock)
         service = Service(
             cache=cache,
             filler=filler,
-            fetcher=fetcher,
+            asker=asker,
             freshness=freshness_policy(s),
-            zone=rules.zone,
             swr_seconds=s.stale_while_revalidate_seconds,
-            payer=accounts.payer,
-            refusals=b.refusals,
             key_prefix=s.redis_key_prefix,
             metrics=metrics,
             clock=clock,

@@ -1,37 +1,32 @@
 """The request path's driver: look up, decide, fill once, answer.
 
 The decisions are pure (decisions.py); each resource has one owner that knows how it fails: the tiered
-cache (tiered.py), the fill lock (filler.py), the budget (gate.py), Braze (fetcher.py). What is left here
-is the order of things.
+cache (tiered.py), the fill lock (filler.py), the budget (gate.py), Braze (asking.py over fetcher.py),
+background refreshes (refreshes.py). What is left here is the order of things.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 
 from proxy import decisions
-from proxy.budget import Payer
+from proxy.asking import Asker
 from proxy.coalesce import Flights
 from proxy.credentials import Credential
 from proxy.decisions import Answer, Fill, Revalidate, Serve
-from proxy.endpoints import Endpoint
 from proxy.entry import Entry
 from proxy.errors import ProxyError
-from proxy.fetcher import Call, Fetcher
 from proxy.filler import Filled, Filler, Found, PassedOn
 from proxy.freshness import FreshnessPolicy, decide
 from proxy.metrics import Metrics
 from proxy.query import Question
 from proxy.redis_store import entry_key
-from proxy.refusals import Refusals
+from proxy.refreshes import Refreshes
 from proxy.tiered import TieredCache
 from proxy.windows import Windows
-
-log = logging.getLogger("braze_proxy.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +43,9 @@ class Service:
         *,
         cache: TieredCache,
         filler: Filler,
-        fetcher: Fetcher,
+        asker: Asker,
         freshness: FreshnessPolicy,
-        zone: tzinfo,
         swr_seconds: float,
-        payer: Callable[[Credential, Endpoint], Payer],
-        refusals: Refusals,
         key_prefix: str,
         metrics: Metrics,
         clock: Callable[[], float],
@@ -62,17 +54,14 @@ class Service:
         self._cache = cache
         self._windows = windows
         self._filler = filler
-        self._fetcher = fetcher
+        self._asker = asker
         self._freshness = freshness
-        self._zone = zone
         self._swr = swr_seconds
-        self._payer = payer
-        self._refusals = refusals
         self._prefix = key_prefix
         self._m = metrics
         self._clock = clock
         self._flights: Flights[Filled[Kept]] = Flights()
-        self._background: set[asyncio.Task[tuple[Filled[Kept], bool]]] = set()
+        self._refreshes = Refreshes(self._flights, metrics.refreshes)
 
     def hit(self, key: str, now: float) -> Entry | None:
         """The fresh entry this process holds for `key`, or None. No I/O, no await: the hot path."""
@@ -139,22 +128,16 @@ class Service:
         )
 
     async def _produce(self, key: str, question: Question, credential: Credential, keep: bool) -> Kept | PassedOn:
-        endpoint = question.endpoint
-        remembered = await self._refusals.get(credential.scope, endpoint.name)
+        remembered = await self._asker.remembered(credential, question.endpoint)
         if remembered is not None:  # Braze refused this key a moment ago: it would again
-            self._m.remembered_refusals.inc()
-            return PassedOn(remembered)
-        call = Call(
-            endpoint, question.upstream_params(self._zone), credential.upstream_key, self._payer(credential, endpoint)
-        )
-        reply = await self._fetcher.fetch(call)
+            return remembered
+        reply = await self._asker.ask(question, credential)
+        if reply.kind != "success":
+            return await self._asker.refused(credential, question.endpoint, reply)
+        if not keep:
+            return PassedOn(self._asker.entry(reply))
         now = self._clock()
         answer = reply.answer
-        if reply.kind != "success" or not keep:
-            passed = Entry(answer.body, answer.status, answer.content_type, now, now, now)
-            if reply.kind != "success":
-                await self._refusals.remember(credential.scope, endpoint.name, passed)
-            return PassedOn(passed)
         fresh = decide(question, datetime.fromtimestamp(now, UTC), self._freshness)
         entry = Entry(
             answer.body, answer.status, answer.content_type, now, now + fresh.ttl, now + fresh.ttl + fresh.stale
@@ -168,26 +151,13 @@ class Service:
 
     def _refresh(self, key: str, question: Question, credential: Credential) -> None:
         """One background refresh per key (stale-while-revalidate); a fill under way already is one."""
-        if self._flights.running(key):
-            return
-        task = asyncio.ensure_future(self._flights.run(key, lambda: self._fill(key, question, credential)))
-        self._background.add(task)
-        task.add_done_callback(self._refreshed)
-
-    def _refreshed(self, task: asyncio.Task[tuple[Filled[Kept], bool]]) -> None:
-        self._background.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        self._m.refreshes.labels("error" if error is not None else "ok").inc()
-        if error is not None and not isinstance(error, ProxyError):
-            log.error("background refresh failed", exc_info=error)
+        self._refreshes.start(key, lambda: self._fill(key, question, credential))
 
     async def close(self, timeout: float) -> None:
         """Cancel the fills still running and give them up to `timeout` to unwind (release their Redis locks)
         while the pools are still open. Called after the server's drain: what still runs is a fill nobody
         waits for, or a background refresh (worth less than a prompt exit)."""
-        running: list[asyncio.Task[object]] = [*self._flights.tasks(), *self._background]
+        running = self._refreshes.tasks()
         if self._windows is not None:
             running += self._windows.tasks()
         for task in running:

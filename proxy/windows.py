@@ -10,31 +10,28 @@ own instant. Correct before clever: nothing is assembled from an answer whose la
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import tzinfo
+from typing import Any
 
 from proxy import decisions, series, tracing
-from proxy.alignment import Alignment, Verdict
-from proxy.budget import Payer
+from proxy.alignment import Alignment
+from proxy.asking import Asker
 from proxy.coalesce import Flights
 from proxy.credentials import Credential
 from proxy.decisions import Answer, Fill, Revalidate, Serve
-from proxy.endpoints import Endpoint
 from proxy.entry import Entry
 from proxy.errors import ProxyError, StoreError
-from proxy.fetcher import Call, Fetcher
 from proxy.filler import Filled, Filler, Found, PassedOn
 from proxy.freshness import FreshnessPolicy
 from proxy.health import Health
 from proxy.metrics import Metrics
 from proxy.query import Question
-from proxy.refusals import Refusals
+from proxy.refreshes import Refreshes
 from proxy.series import Point
 from proxy.series_store import SeriesStore
 
-log = logging.getLogger("braze_proxy.windows")
 KeepLocal = Callable[[str, Entry, float], None]
 
 
@@ -61,14 +58,12 @@ class Windows:
         store: SeriesStore,
         health: Health,
         filler: Filler,
-        fetcher: Fetcher,
+        asker: Asker,
         alignment: Alignment,
         freshness: FreshnessPolicy,
         zone: tzinfo,
         swr_seconds: float,
         widen: bool,
-        payer: Callable[[Credential, Endpoint], Payer],
-        refusals: Refusals,
         keep_local: KeepLocal,
         key_prefix: str,
         metrics: Metrics,
@@ -77,20 +72,18 @@ class Windows:
         self._store = store
         self._health = health
         self._filler = filler
-        self._fetcher = fetcher
+        self._asker = asker
         self._alignment = alignment
         self._freshness = freshness
         self._zone = zone
         self._swr = swr_seconds
         self._widen = widen
-        self._payer = payer
-        self._refusals = refusals
         self._keep_local = keep_local
         self._prefix = key_prefix
         self._m = metrics
         self._clock = clock
         self._flights: Flights[Filled[Outcome]] = Flights()
-        self._background: set[asyncio.Task[tuple[Filled[Outcome], bool]]] = set()
+        self._refreshes = Refreshes(self._flights, metrics.refreshes)
         self._from_store = metrics.series_buckets.labels("store")
         self._fetched = metrics.series_buckets.labels("fetched")
 
@@ -167,32 +160,23 @@ class Windows:
 
     async def _produce(self, question: Question, credential: Credential, skey: str) -> Outcome | PassedOn:
         endpoint = question.endpoint
-        remembered = await self._refusals.get(credential.scope, endpoint.name)
+        remembered = await self._asker.remembered(credential, endpoint)
         if remembered is not None:  # Braze refused this key a moment ago: it would again
-            self._m.remembered_refusals.inc()
-            return PassedOn(remembered)
-        payer = self._payer(credential, endpoint)
-        probed = await self._alignment.check(credential, question, payer)
-        if isinstance(probed, PassedOn):
-            # Braze refused the probe (a one-bucket question of whichever caller probed first): its answer is
-            # not this question's, so nobody is handed it. A 401/403 is remembered (the exact call then costs
-            # nothing); anything else is asked exactly, as the client asked it.
-            await self._refusals.remember(credential.scope, endpoint.name, probed.entry)
-            return Exact()
-        if isinstance(probed, Verdict):
+            return remembered
+        payer = self._asker.payer(credential, endpoint)
+        # Braze refused the probe (a one-bucket question of whichever caller probed first): its answer is not
+        # this question's, so nobody is handed it; the question is asked exactly, as the client asked it (a
+        # 401/403 was remembered: that exact call then costs nothing).
+        if await self._alignment.check(credential, question, payer) is not None:
             return Exact()
         wide = replace(question, length=endpoint.max_length) if self._widen else question
-        reply = await self._fetcher.fetch(
-            Call(endpoint, wide.upstream_params(self._zone), credential.upstream_key, payer)
-        )
+        reply = await self._asker.ask(wide, credential, payer)
         now = self._clock()
         if reply.kind != "success":
-            answer = reply.answer
-            passed = Entry(answer.body, answer.status, answer.content_type, now, now, now)
-            await self._refusals.remember(credential.scope, endpoint.name, passed)
+            refused = await self._asker.refused(credential, endpoint, reply)
             # Widened, this flight answers every window ending at this bucket: Braze's refusal of the wide
             # question is not theirs. Each is then asked exactly (a remembered 401/403 costs no call).
-            return Exact() if self._widen else PassedOn(passed)
+            return Exact() if self._widen else refused
         starts = series.window(wide, self._zone)
         labelled = series.points_of(reply.answer.body)
         if labelled is None or series.mismatch(labelled, starts, wide.unit, self._zone) is not None:
@@ -234,21 +218,8 @@ class Windows:
     def _refresh(self, question: Question, credential: Credential, skey: str, fields: list[str]) -> None:
         """One background refresh per series and last bucket (stale-while-revalidate)."""
         flight = self._flight(question, skey)
-        if self._flights.running(flight):
-            return
-        task = asyncio.ensure_future(self._flights.run(flight, lambda: self._fill(question, credential, skey, fields)))
-        self._background.add(task)
-        task.add_done_callback(self._refreshed)
+        self._refreshes.start(flight, lambda: self._fill(question, credential, skey, fields))
 
-    def _refreshed(self, task: asyncio.Task[tuple[Filled[Outcome], bool]]) -> None:
-        self._background.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        self._m.refreshes.labels("error" if error is not None else "ok").inc()
-        if error is not None and not isinstance(error, ProxyError):
-            log.error("background refresh failed", exc_info=error)
-
-    def tasks(self) -> list[asyncio.Task[object]]:
+    def tasks(self) -> list[asyncio.Future[Any]]:
         """The fills still running (for shutdown)."""
-        return [*self._flights.tasks(), *self._background]
+        return self._refreshes.tasks()

@@ -1,0 +1,75 @@
+"""Asking Braze one question for one credential: what the exact path, windows and the label probe share.
+
+A refusal Braze gave this credential a moment ago is answered again without a call; a call is paid by the
+credential's budget and team and made with the canonical parameters; Braze's refusal becomes an entry passed on
+as it is (never stored), and a 401/403 is remembered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import tzinfo
+
+from proxy.budget import Payer
+from proxy.credentials import Credential
+from proxy.endpoints import Endpoint
+from proxy.entry import Entry
+from proxy.fetcher import Call, Fetcher, Reply
+from proxy.filler import PassedOn
+from proxy.metrics import Metrics
+from proxy.query import Question
+from proxy.refusals import Refusals
+
+
+class Asker:
+    def __init__(
+        self,
+        *,
+        fetcher: Fetcher,
+        payer: Callable[[Credential, Endpoint], Payer],
+        refusals: Refusals,
+        zone: tzinfo,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self._fetcher = fetcher
+        self._payer = payer
+        self._refusals = refusals
+        self._zone = zone
+        self._remembered = metrics.remembered_refusals
+        self._clock = clock
+
+    def payer(self, credential: Credential, endpoint: Endpoint) -> Payer:
+        """Who pays for a call of `credential` to `endpoint`: its workspace's budget group, its team."""
+        return self._payer(credential, endpoint)
+
+    async def remembered(self, credential: Credential, endpoint: Endpoint) -> PassedOn | None:
+        """Braze's 401/403 to this credential a moment ago (it would answer the same), or None."""
+        entry = await self._refusals.get(credential.scope, endpoint.name)
+        if entry is None:
+            return None
+        self._remembered.inc()
+        return PassedOn(entry)
+
+    async def ask(self, question: Question, credential: Credential, payer: Payer | None = None) -> Reply:
+        """Braze's reply to `question` (canonical parameters), paid by `payer` (the credential's by default).
+        Raises ProxyError when there is none (budget, timeout, 5xx after retries, malformed)."""
+        call = Call(
+            question.endpoint,
+            question.upstream_params(self._zone),
+            credential.upstream_key,
+            payer or self.payer(credential, question.endpoint),
+        )
+        return await self._fetcher.fetch(call)
+
+    def entry(self, reply: Reply) -> Entry:
+        """Braze's answer as an entry that is never fresh (passed on as it is, never stored)."""
+        now = self._clock()
+        answer = reply.answer
+        return Entry(answer.body, answer.status, answer.content_type, now, now, now)
+
+    async def refused(self, credential: Credential, endpoint: Endpoint, reply: Reply) -> PassedOn:
+        """Braze's refusal, passed on; remembered for the credential when it is a 401/403."""
+        entry = self.entry(reply)
+        await self._refusals.remember(credential.scope, endpoint.name, entry)
+        return PassedOn(entry)
