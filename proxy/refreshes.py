@@ -1,4 +1,6 @@
-"""Fills nobody waits for: stale-while-revalidate's background refreshes, one per key, counted by result."""
+"""What the exact path and windows do around a fill in this process: background refreshes (stale-while-
+revalidate, one per key, counted by result), a stale answer when the fill fails (stale-if-error, counted), and
+the answer that passes Braze's refusal on."""
 
 from __future__ import annotations
 
@@ -9,8 +11,12 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from proxy import decisions
 from proxy.coalesce import Flights
+from proxy.decisions import Answer
+from proxy.entry import Entry
 from proxy.errors import ProxyError
+from proxy.filler import PassedOn
 
 log = logging.getLogger("braze_proxy.refresh")
 
@@ -42,3 +48,17 @@ class Refreshes:
     def tasks(self) -> list[asyncio.Future[Any]]:
         """Every fill still running, waited for or not (for shutdown)."""
         return [*self._flights.tasks(), *self._tasks]
+
+
+def stale_if_error(stale: Entry | None, error: ProxyError, now: float, served: Counter) -> Answer:
+    """The stale answer that stands in for `error` (counted in `served` by reason); raises `error` when none may."""
+    kept = decisions.rescue(stale, error, now)
+    if kept is None or error.stale_reason is None:
+        raise error
+    served.labels(error.stale_reason).inc()
+    return decisions.stale(kept, now, "stale-if-error", error.upstream_status)
+
+
+def passed_on(filled: PassedOn, *, joined: bool, had_stale: bool) -> Answer:
+    """Braze's own answer, passed on and never stored (by this fill, a joined one, or a peer's)."""
+    return decisions.forwarded(filled.entry, had_stale=had_stale, stored=False, collapsed=joined or filled.by_peer)

@@ -24,7 +24,7 @@ from proxy.freshness import FreshnessPolicy, decide
 from proxy.metrics import Metrics
 from proxy.query import Question
 from proxy.redis_store import entry_key
-from proxy.refreshes import Refreshes
+from proxy.refreshes import Refreshes, passed_on, stale_if_error
 from proxy.tiered import TieredCache
 from proxy.windows import Windows
 
@@ -104,18 +104,12 @@ class Service:
         try:
             filled, joined = await self._flights.run(key, lambda: self._fill(key, question, credential, keep))
         except ProxyError as error:
-            now = self._clock()
-            kept = decisions.rescue(step.stale, error, now)
-            if kept is None or error.stale_reason is None:
-                raise
-            self._m.stale_served.labels(error.stale_reason).inc()
-            return decisions.stale(kept, now, "stale-if-error", error.upstream_status)
+            return stale_if_error(step.stale, error, self._clock(), self._m.stale_served)
         if joined:
             self._m.coalesced.labels("process").inc()
         had_stale = step.stale is not None
         if isinstance(filled, PassedOn):
-            collapsed = joined or filled.by_peer
-            return decisions.forwarded(filled.entry, had_stale=had_stale, stored=False, collapsed=collapsed)
+            return passed_on(filled, joined=joined, had_stale=had_stale)
         collapsed = joined or isinstance(filled, Found)
         kept_ = filled.value
         return decisions.forwarded(kept_.entry, had_stale=had_stale, stored=kept_.stored, collapsed=collapsed)

@@ -28,7 +28,7 @@ from proxy.freshness import FreshnessPolicy
 from proxy.health import Health
 from proxy.metrics import Metrics
 from proxy.query import Question
-from proxy.refreshes import Refreshes
+from proxy.refreshes import Refreshes, passed_on, stale_if_error
 from proxy.series import Point
 from proxy.series_store import SeriesStore
 
@@ -113,18 +113,12 @@ class Windows:
                 self._flight(question, skey), lambda: self._fill(question, credential, skey, fields)
             )
         except ProxyError as error:
-            now = self._clock()
-            kept = decisions.rescue(step.stale, error, now)
-            if kept is None or error.stale_reason is None:
-                raise
-            self._m.stale_served.labels(error.stale_reason).inc()
-            return decisions.stale(kept, now, "stale-if-error", error.upstream_status)
+            return stale_if_error(step.stale, error, self._clock(), self._m.stale_served)
         if joined:
             self._m.coalesced.labels("process").inc()
         had_stale = step.stale is not None
         if isinstance(filled, PassedOn):
-            collapsed = joined or filled.by_peer
-            return decisions.forwarded(filled.entry, had_stale=had_stale, stored=False, collapsed=collapsed)
+            return passed_on(filled, joined=joined, had_stale=had_stale)
         outcome = filled.value
         if isinstance(outcome, Exact):
             return None
