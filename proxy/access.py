@@ -12,9 +12,11 @@ import logging
 import os
 import re
 
+from multidict import istr
+
 log = logging.getLogger("braze_proxy.access")
 
-REQUEST_ID = "X-Request-ID"
+REQUEST_ID = istr("X-Request-ID")  # case-insensitive already: no folding on every response
 _SANE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # what a log line and a header can carry safely
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _PREFIX = os.urandom(6).hex()  # per process: ids of two replicas never collide

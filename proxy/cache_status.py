@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from multidict import istr
+
 CACHE_NAME = "braze-proxy"  # the cache's identifier in the header (RFC 9211 §2)
+HEADER = istr("Cache-Status")
 
 Kind = Literal["hit", "miss", "stale", "collapsed", "bypass", "error"]
 

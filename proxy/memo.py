@@ -13,7 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from aiohttp import hdrs
+
 from proxy.aiohttp_hooks import SERVER
+from proxy.cache_status import HEADER as CACHE_STATUS
 from proxy.cache_status import CacheStatus
 from proxy.credentials import Credential
 from proxy.entry import Entry
@@ -43,11 +46,11 @@ class Resolved:
         rendered = self.rendered
         if rendered is not None and rendered[0] is entry and rendered[1] == ttl and rendered[2] == age:
             return rendered[3]
-        headers = {
-            "Content-Type": entry.content_type,
-            "Server": SERVER,
-            "Cache-Status": CacheStatus("hit", ttl=ttl).render(),
-            "Age": str(max(0, age)),
+        headers: dict[str, str] = {  # istr keys: aiohttp folds no case for them
+            hdrs.CONTENT_TYPE: entry.content_type,
+            hdrs.SERVER: SERVER,
+            CACHE_STATUS: CacheStatus("hit", ttl=ttl).render(),
+            hdrs.AGE: str(max(0, age)),
         }
         self.rendered = (entry, ttl, age, headers)
         return headers

@@ -132,8 +132,8 @@ class DataSeriesHandler:
             if resolved is not None:
                 entry = components.service.hit(resolved.key, now)
                 if entry is not None:  # never awaited, so never "in flight": the inflight gauge is left alone
-                    response = web.Response(body=entry.body, status=entry.status, headers=resolved.headers(entry, now))
-                    response.headers[REQUEST_ID] = rid
+                    headers = {**resolved.headers(entry, now), REQUEST_ID: rid}
+                    response = web.Response(body=entry.body, status=entry.status, headers=headers)
                     count, observe = self._bind("hit", entry.status)
                     count()
                     if resolved.team is not None:
