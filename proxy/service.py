@@ -29,6 +29,9 @@ from proxy.tiered import TieredCache
 from proxy.windows import Windows
 
 
+EXACT_MARK = ":exact"  # keys of answers for one instant (windows' fallback), never a bucket's own key
+
+
 @dataclass(frozen=True, slots=True)
 class Kept:
     """A fill's entry, and whether a tier kept it for later requests."""
@@ -82,10 +85,12 @@ class Service:
 
     async def _exact(self, question: Question, credential: Credential, instant: datetime | None) -> Answer:
         """The question as the client asked it: kept under its own instant when it named one; for "now" never
-        kept (no later request can know it falls in the same Braze bucket)."""
+        kept (no later request can know it falls in the same Braze bucket). Its key is marked `:exact`: an instant
+        at a bucket's start would otherwise be the bucket's own key, which every instant of the bucket reads."""
         at = instant if instant is not None else datetime.fromtimestamp(self._clock(), UTC)
         exact = replace(question, ending_at=at)
-        return await self._cached(exact, credential, exact.cache_key(credential.scope), keep=instant is not None)
+        key = exact.cache_key(credential.scope) + EXACT_MARK
+        return await self._cached(exact, credential, key, keep=instant is not None)
 
     async def _cached(self, question: Question, credential: Credential, key: str, keep: bool = True) -> Answer:
         now = self._clock()
