@@ -119,35 +119,35 @@ async def test_200_spellings_cost_one_upstream_call(
     assert standin.stats()["calls"] == 1
 
 
-@pytest.mark.parametrize(
-    ("query", "fragment"),
-    [
-        ("", "'length' is required"),
-        ("length=0", "from 1 to 100"),
-        ("length=101", "from 1 to 100"),
-        ("length=seven", "from 1 to 100"),
-        ("length=7&unit=week", "'day' or 'hour'"),
-        ("length=7&ending_at=2018-06-31", "ISO-8601"),
-        ("length=7&ending_at=28%2F06%2F2018", "ISO-8601"),
-        ("length=7&ending_at=9999-12-31", "ISO-8601"),
-        ("length=7&ending_at=0001-01-01T00:00:00%2B05:00", "ISO-8601"),
-        ("length=7&length=8", "more than once"),
-        ("length=7&unit=day&unit=hour", "more than once"),
-        ("length=7&callback=x", "unknown parameter 'callback'"),
-        ("length=7&app_id=" + "a" * 200, "printable"),
-        ("length=7&" + "x=" + "y" * 3000, "longer than 2048 bytes"),
-    ],
-    ids=lambda value: value[:40] if isinstance(value, str) else None,
-)
+BAD_INPUTS = [
+    ("", "'length' is required"),
+    ("length=0", "from 1 to 100"),
+    ("length=101", "from 1 to 100"),
+    ("length=seven", "from 1 to 100"),
+    ("length=7&unit=week", "'day' or 'hour'"),
+    ("length=7&ending_at=2018-06-31", "ISO-8601"),
+    ("length=7&ending_at=28%2F06%2F2018", "ISO-8601"),
+    ("length=7&ending_at=9999-12-31", "ISO-8601"),
+    ("length=7&ending_at=0001-01-01T00:00:00%2B05:00", "ISO-8601"),
+    ("length=7&length=8", "more than once"),
+    ("length=7&unit=day&unit=hour", "more than once"),
+    ("length=7&callback=x", "unknown parameter 'callback'"),
+    ("length=7&app_id=" + "a" * 200, "printable"),
+    ("length=7&" + "x=" + "y" * 3000, "longer than 2048 bytes"),
+]
+
+
 async def test_bad_input_is_a_400_and_never_reaches_braze(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, query: str, fragment: str
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
 ) -> None:
-    reply = await get(http, proxy, query)
-    assert reply.status == 400
-    assert reply.headers["Content-Type"].startswith("application/json")
-    body = reply.json()
-    assert fragment in str(body["message"]) + " ".join(body.get("errors", []))  # type: ignore[arg-type]
-    assert standin.stats()["calls"] == 0
+    """Every kind of bad input, against one proxy process per store (a process per case took about 15 s)."""
+    for query, fragment in BAD_INPUTS:
+        reply = await get(http, proxy, query)
+        assert reply.status == 400, (query, reply.status)
+        assert reply.headers["Content-Type"].startswith("application/json")
+        body = reply.json()
+        assert fragment in str(body["message"]) + " ".join(body.get("errors", [])), (query, body)  # type: ignore[arg-type]
+        assert standin.stats()["calls"] == 0, query
 
 
 async def test_no_credential_is_a_401_and_never_reaches_braze(
