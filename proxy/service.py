@@ -28,7 +28,6 @@ from proxy.refreshes import Refreshes, passed_on, stale_if_error
 from proxy.tiered import TieredCache
 from proxy.windows import Windows
 
-
 EXACT_MARK = ":exact"  # keys of answers for one instant (windows' fallback), never a bucket's own key
 
 
