@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from tests.procs import ProxyProcess, RedisServer, StandinProcess
+from bench.servers import replicas
+from tests.procs import RedisServer, StandinProcess
 
 PATH = "/sessions/data_series"
 API_KEY = "bench-key"
@@ -69,19 +70,15 @@ def measure(
     standin: StandinProcess, redis: RedisServer, wakeups: bool, trials: int, lag: float, latency: float
 ) -> Trials:
     with ExitStack() as stack:
-        bases = []
-        for _ in range(2):
-            env = {
-                "BRAZE_PROXY_UPSTREAM_URL": standin.url,
-                "BRAZE_PROXY_API_KEY": API_KEY,
-                "BRAZE_PROXY_ALLOW_ANONYMOUS": "true",
-                "BRAZE_PROXY_REDIS_URL": redis.url,
-                "BRAZE_PROXY_REDIS_FILL_WAKEUPS": "true" if wakeups else "false",
-                "BRAZE_PROXY_WINDOWS": "false",  # one exact question per trial: no label probe, no widening
-                "BRAZE_PROXY_LOG_LEVEL": "WARNING",
-                "BRAZE_PROXY_ACCESS_LOG": "false",
-            }
-            bases.append(stack.enter_context(ProxyProcess(env)).url)
+        bases = replicas(
+            stack,
+            standin,
+            redis,
+            API_KEY,
+            redis_fill_wakeups="true" if wakeups else "false",
+            windows="false",  # one exact question per trial: no label probe, no widening
+            access_log="false",
+        )
         standin.reset()
         standin.config(latency=latency)
         tag = "pubsub" if wakeups else "polling"

@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from bench.nginx import Nginx
-from tests.procs import ProxyProcess, RedisServer, StandinProcess, free_port
+from bench.servers import replicas
+from tests.procs import RedisServer, StandinProcess, free_port
 
 PATH = "/sessions/data_series"
 API_KEY = "bench-key"
@@ -94,20 +95,11 @@ def calls_through(standin: StandinProcess, bases: list[str], queries: list[str])
 
 
 def proxies(stack: ExitStack, standin: StandinProcess, redis: RedisServer, windows: bool) -> list[str]:
-    bases = []
-    for _ in range(2):
-        env = {
-            "BRAZE_PROXY_UPSTREAM_URL": standin.url,
-            "BRAZE_PROXY_API_KEY": API_KEY,
-            "BRAZE_PROXY_ALLOW_ANONYMOUS": "true",
-            "BRAZE_PROXY_REDIS_URL": redis.url,
-            "BRAZE_PROXY_WINDOWS": "true" if windows else "false",
-            "BRAZE_PROXY_LOG_LEVEL": "WARNING",
-            "BRAZE_PROXY_RATE_LIMIT_PER_HOUR": "1000000000",
-            "BRAZE_PROXY_RATE_LIMIT_BURST": "1000000",
-        }
-        bases.append(stack.enter_context(ProxyProcess(env)).url)
-    return bases
+    """Two replicas, with windows from buckets or caching exact questions; a budget filling never waits for."""
+    flag = "true" if windows else "false"
+    return replicas(
+        stack, standin, redis, API_KEY, windows=flag, rate_limit_per_hour="1000000000", rate_limit_burst="1000000"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

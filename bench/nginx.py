@@ -9,10 +9,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from bench.servers import Daemon
+from tests.procs import Managed
 
 CONF = """\
 daemon off;
@@ -66,7 +66,7 @@ def nginx_binary() -> str:
     return path
 
 
-class Nginx:
+class Nginx(Managed):
     """`nginx -p <temp> -c <temp>/nginx.conf` on 127.0.0.1:`port`, caching `upstream_port`."""
 
     def __init__(self, port: int, upstream_port: int, api_key: str, cpus: str | None) -> None:
@@ -86,18 +86,6 @@ class Nginx:
     def close(self) -> None:
         self.daemon.close()
         shutil.rmtree(self._prefix, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _is_root() -> bool:

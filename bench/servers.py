@@ -13,9 +13,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
+
+from tests.procs import Managed, ProxyProcess, RedisServer, StandinProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -91,7 +93,7 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
-class Daemon:
+class Daemon(Managed):
     """One server under test: its output goes to a temp file; `start()` waits until `ready_url` answers."""
 
     def __init__(
@@ -157,10 +159,16 @@ class Daemon:
             self._log_path.unlink(missing_ok=True)
             self._log, self._log_path = None, None
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+def replicas(stack: ExitStack, standin: StandinProcess, redis: RedisServer, api_key: str, **settings: str) -> list[str]:
+    """The base URLs of two proxies sharing `redis` in front of `standin`: managed mode with `api_key`, open to
+    anonymous callers, warnings only; `settings` by name without the BRAZE_PROXY_ prefix. Closed with `stack`."""
+    env = {
+        "BRAZE_PROXY_UPSTREAM_URL": standin.url,
+        "BRAZE_PROXY_API_KEY": api_key,
+        "BRAZE_PROXY_ALLOW_ANONYMOUS": "true",
+        "BRAZE_PROXY_REDIS_URL": redis.url,
+        "BRAZE_PROXY_LOG_LEVEL": "WARNING",
+        **{f"BRAZE_PROXY_{name.upper()}": value for name, value in settings.items()},
+    }
+    return [stack.enter_context(ProxyProcess(env)).url for _ in range(2)]

@@ -36,6 +36,16 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The settings of an in-process proxy on each store: memory, and the session's redis-server (flushed)."""
+    if request.param == "memory":
+        return {}
+    request.getfixturevalue("redis_client")
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return {"redis_url": server.url}
+
+
 @pytest.fixture(scope="session")
 def standin_process() -> Iterator[StandinProcess]:
     with StandinProcess() as standin:

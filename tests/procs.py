@@ -49,7 +49,30 @@ def http_post_json(url: str, obj: Any) -> Any:
         return json.load(response)
 
 
-class _Process:
+class Managed:
+    """Started on entering a `with`, closed on leaving it, and closed when the start fails too (so a failed start
+    leaves no process, temp file or directory behind)."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Process(Managed):
     """A child process whose stdout and stderr go to one temp file, with bounded start and stop."""
 
     name = "process"
@@ -141,21 +164,6 @@ class _Process:
             self._final_logs = self._log_path.read_text(errors="replace")
             self._log_path.unlink(missing_ok=True)
             self._log, self._log_path = None, None
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()  # a failed start leaves no process, temp file or dir behind
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class RedisServer(_Process):

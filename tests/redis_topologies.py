@@ -15,12 +15,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import redis
 
-from tests.procs import HOST, POLL_S, RedisServer, _Process, free_port
+from tests.procs import HOST, POLL_S, Managed, RedisServer, _Process, free_port
 
 SERVICE = "mymaster"
 CLUSTER_PORTS = (20000, 55535)  # node ports we pick from; the bus takes port + 10000 (at most 65535)
@@ -112,7 +111,7 @@ class SentinelProcess(_Process):
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-class _Topology:
+class _Topology(Managed):
     """Processes started in order and stopped all together, also when a start fails."""
 
     def __init__(self) -> None:
@@ -126,21 +125,6 @@ class _Topology:
         for process in reversed(self.processes):
             process.close()
         self.processes.clear()
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class SentinelSetup(_Topology):

@@ -11,7 +11,6 @@ import pytest
 
 from tests.braze_standin import StandinServer
 from tests.harness import ManualClock, proxy_in_process, standin_in_process
-from tests.procs import RedisServer
 
 QUERY = "length=3&ending_at=2020-01-01T00:00:00Z"  # settled: the TTL is BRAZE_PROXY_TTL_SETTLED
 
@@ -22,19 +21,18 @@ async def standin() -> AsyncIterator[StandinServer]:
         yield server
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "memory":
-        return {}
-    request.getfixturevalue("redis_client")  # flushed
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return {"redis_url": server.url}
-
-
-async def test_hits_stop_when_the_entry_stops_being_fresh(standin: StandinServer, store: dict[str, Any]) -> None:
+async def test_hits_stop_when_the_entry_stops_being_fresh(
+    standin: StandinServer, store_settings: dict[str, Any]
+) -> None:
     clock = ManualClock()
     async with proxy_in_process(
-        standin.url, clock, ttl_settled=3, stale_while_revalidate_seconds=0, api_key="k", allow_anonymous=True, **store
+        standin.url,
+        clock,
+        ttl_settled=3,
+        stale_while_revalidate_seconds=0,
+        api_key="k",
+        allow_anonymous=True,
+        **store_settings,
     ) as proxy:
         assert "fwd=miss" in (await proxy.get(QUERY)).cache_status
         for step in range(29):  # the remembered request, answered from this process until 3 s have passed

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -170,6 +171,29 @@ async def test_the_memory_store_keeps_the_newest_buckets_and_drops_old_series() 
     assert store.bytes <= 200_000
     assert store.evictions > 0
     assert (await store.read("{a}", ["5"])) == [None]
+
+
+async def test_the_memory_stores_cap_bounds_the_memory_python_really_holds() -> None:
+    """The cap counts each bucket as Python holds it (its bytes, its field and its dict slot), not just its bytes:
+    400 series of 100 day buckets, under a 2 MB cap, hold at most 2 MB plus a little (measured with tracemalloc)."""
+    cap = 2_000_000
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    raws = [
+        b'{"time":"%s","sessions":%d}' % ((start + timedelta(days=i)).date().isoformat().encode(), i * 37)
+        for i in range(100)
+    ]
+    tracemalloc.start()
+    try:
+        store = MemorySeriesStore(max_bytes=cap)
+        for n in range(400):
+            points = {series.field(start + timedelta(days=i)): Point(raw, 0.0, 1.0, 2.0) for i, raw in enumerate(raws)}
+            await store.write(f"{{s1:scope:sessions:day:app_id=load-{n}}}", points, 0.0)
+            del points
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert store.evictions > 0 and store.bytes <= cap
+    assert held <= 1.15 * cap, f"{held:,} bytes held under a {cap:,}-byte cap"
 
 
 @pytest.fixture

@@ -53,15 +53,6 @@ class SharedClock(ManualClock):
         clock_now[0] = self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "memory":
-        return {}
-    request.getfixturevalue("redis_client")  # flushed
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return {"redis_url": server.url}
-
-
 async def exact(standin: StandinServer, query: str) -> Any:
     """The stand-in's own answer to the exact question."""
     async with aiohttp.ClientSession() as session:
@@ -77,9 +68,9 @@ def windows_proxy(standin: StandinServer, clock: ManualClock, **values: Any) -> 
 
 
 async def test_random_windows_inside_a_fetch_equal_braze_and_cost_nothing(
-    standin: StandinServer, clock: ManualClock, store: dict[str, Any]
+    standin: StandinServer, clock: ManualClock, store_settings: dict[str, Any]
 ) -> None:
-    async with windows_proxy(standin, clock, **store) as proxy:
+    async with windows_proxy(standin, clock, **store_settings) as proxy:
         first = await proxy.get("length=7&ending_at=2026-11-10T12:00:00Z&app_id=app-1")
         assert first.status == 200 and "fwd=miss" in first.cache_status
         calls = standin.state.calls  # the alignment probe and one widened fetch
@@ -98,8 +89,10 @@ async def test_random_windows_inside_a_fetch_equal_braze_and_cost_nothing(
         assert await proxy.metric("braze_proxy_series_buckets_total", source="fetched") == 100
 
 
-async def test_hour_windows_with_filters(standin: StandinServer, clock: ManualClock, store: dict[str, Any]) -> None:
-    async with windows_proxy(standin, clock, **store) as proxy:
+async def test_hour_windows_with_filters(
+    standin: StandinServer, clock: ManualClock, store_settings: dict[str, Any]
+) -> None:
+    async with windows_proxy(standin, clock, **store_settings) as proxy:
         base = "unit=hour&app_id=a&segment_id=s%2F1"
         for length, back in ((24, 0), (48, 3), (72, 20), (1, 99), (100, 0)):
             end = datetime(2026, 11, 19, 6, tzinfo=UTC) - timedelta(hours=back)
