@@ -73,6 +73,7 @@ def freshness_policy(s: Settings) -> FreshnessPolicy:
         ttl_recent_day=s.ttl_recent_day,
         ttl_settled=s.ttl_settled,
         stale_seconds=s.stale_seconds,
+        revalidate_seconds=s.stale_while_revalidate_seconds,
     )
 
 
@@ -188,10 +189,8 @@ def open_windows(
         alignment=alignment,
         freshness=freshness_policy(s),
         zone=zone,
-        swr_seconds=s.stale_while_revalidate_seconds,
         widen=s.widen_fetches,
         keep_local=cache.keep_local,
-        key_prefix=s.redis_key_prefix,
         metrics=metrics,
         clock=clock,
     )
@@ -288,6 +287,7 @@ async def open_components(
             health=b.health,
             wakeups=b.wakeups,
             wait_seconds=s.fill_seconds,
+            key_prefix=s.redis_key_prefix,
             on_peer=metrics.coalesced.labels("cluster").inc,
         )
         rules = KeyRules(ZoneInfo(s.reporting_timezone))
@@ -300,8 +300,6 @@ async def open_components(
             filler=filler,
             asker=asker,
             freshness=freshness_policy(s),
-            swr_seconds=s.stale_while_revalidate_seconds,
-            key_prefix=s.redis_key_prefix,
             metrics=metrics,
             clock=clock,
             windows=windows,

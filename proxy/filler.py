@@ -100,21 +100,24 @@ class Filler:
         wakeups: Wakeups,
         wait_seconds: float,
         on_peer: Callable[[], None],
+        key_prefix: str = "",
     ) -> None:
         self._lock = lock
         self._health = health
         self._wakeups = wakeups
         self._wait_seconds = wait_seconds  # on the event loop's clock: a bound on waiting, not a freshness
         self._on_peer = on_peer  # counts an answer made by another replica's call
+        self._prefix = key_prefix  # of the lock's and the markers' Redis keys
 
     async def fill(
         self,
-        base: str,
+        name: str,
         produce: Callable[[], Awaitable[T | PassedOn]],
         recheck: Callable[[], Awaitable[T | None]],
     ) -> Filled[T]:
-        """Produce the value of `base` once across replicas; raises what `produce` raised (or a peer's error,
+        """Produce the value of `name` once across replicas; raises what `produce` raised (or a peer's error,
         relayed), UpstreamTimeout when the peer holding the lock takes longer than the wait allows."""
+        base = self._prefix + name
         token: str | None = None
         if self._lock is not None and self._health.writable:
             try:

@@ -29,6 +29,7 @@ class FreshnessPolicy:
     ttl_recent_day: float
     ttl_settled: float
     stale_seconds: float
+    revalidate_seconds: float  # the start of the stale window, where an entry is served while one refresh runs
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,14 @@ def connect(url: str, timeout: float, max_connections: int) -> RedisConnection:
     return build_connection(parse_redis_url(url), timeout=timeout, max_connections=max_connections)
 
 
+def entry_tag(key: str) -> str:
+    """An entry's name in Redis without the prefix; the hash tag puts entry, lock and marker in one Cluster slot."""
+    return f"{{{key}}}"
+
+
 def entry_key(prefix: str, key: str) -> str:
-    """The Redis key of an entry; the hash tag puts entry, lock and marker in one Cluster slot."""
-    return f"{prefix}{{{key}}}"
+    """The Redis key of an entry."""
+    return prefix + entry_tag(key)
 
 
 class RedisStore:

@@ -23,7 +23,7 @@ from proxy.filler import Filled, Filler, Found, PassedOn
 from proxy.freshness import FreshnessPolicy, decide
 from proxy.metrics import Metrics
 from proxy.query import Question
-from proxy.redis_store import entry_key
+from proxy.redis_store import entry_tag
 from proxy.refreshes import Refreshes, passed_on, stale_if_error
 from proxy.tiered import TieredCache
 from proxy.windows import Windows
@@ -47,8 +47,6 @@ class Service:
         filler: Filler,
         asker: Asker,
         freshness: FreshnessPolicy,
-        swr_seconds: float,
-        key_prefix: str,
         metrics: Metrics,
         clock: Callable[[], float],
         windows: Windows | None = None,
@@ -58,8 +56,6 @@ class Service:
         self._filler = filler
         self._asker = asker
         self._freshness = freshness
-        self._swr = swr_seconds
-        self._prefix = key_prefix
         self._m = metrics
         self._clock = clock
         self._flights: Flights[Filled[Kept]] = Flights()
@@ -93,7 +89,7 @@ class Service:
 
     async def _cached(self, question: Question, credential: Credential, key: str, keep: bool = True) -> Answer:
         now = self._clock()
-        step = decisions.next_step(await self._cache.get(key, now), now, self._swr)
+        step = decisions.next_step(await self._cache.get(key, now), now, self._freshness.revalidate_seconds)
         if isinstance(step, Serve):
             return decisions.hit(step.entry, now)
         if isinstance(step, Revalidate):
@@ -120,7 +116,7 @@ class Service:
 
     async def _fill(self, key: str, question: Question, credential: Credential, keep: bool = True) -> Filled[Kept]:
         return await self._filler.fill(
-            entry_key(self._prefix, key),
+            entry_tag(key),
             produce=lambda: self._produce(key, question, credential, keep),
             recheck=lambda: self._recheck(key),
         )

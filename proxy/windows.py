@@ -62,10 +62,8 @@ class Windows:
         alignment: Alignment,
         freshness: FreshnessPolicy,
         zone: tzinfo,
-        swr_seconds: float,
         widen: bool,
         keep_local: KeepLocal,
-        key_prefix: str,
         metrics: Metrics,
         clock: Callable[[], float],
     ) -> None:
@@ -76,10 +74,8 @@ class Windows:
         self._alignment = alignment
         self._freshness = freshness
         self._zone = zone
-        self._swr = swr_seconds
         self._widen = widen
         self._keep_local = keep_local
-        self._prefix = key_prefix
         self._m = metrics
         self._clock = clock
         self._flights: Flights[Filled[Outcome]] = Flights()
@@ -95,7 +91,8 @@ class Windows:
         if self._alignment.verdict(credential.scope, skey, question.unit, now) is not None:
             return None
         fields = [series.field(start) for start in series.window(question, self._zone)]
-        step = decisions.next_step(series.assemble(await self._read(skey, fields)), now, self._swr)
+        assembled = series.assemble(await self._read(skey, fields))
+        step = decisions.next_step(assembled, now, self._freshness.revalidate_seconds)
         if isinstance(step, Serve):
             self._served_from_store(key, step.entry, len(fields), now)
             return decisions.hit(step.entry, now, detail="buckets")
@@ -135,7 +132,7 @@ class Windows:
 
     def _flight(self, question: Question, skey: str) -> str:
         """One fill per series and last bucket: every window ending there is answered by the widest fetch."""
-        base = f"{self._prefix}{skey}:w:{series.field(question.ending_at)}"
+        base = f"{skey}:w:{series.field(question.ending_at)}"
         return base if self._widen else f"{base}:{question.length}"
 
     async def _fill(self, question: Question, credential: Credential, skey: str, fields: list[str]) -> Filled[Outcome]:

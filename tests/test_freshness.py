@@ -22,6 +22,7 @@ POLICY = FreshnessPolicy(
     ttl_recent_day=1800,
     ttl_settled=86400,
     stale_seconds=7200,
+    revalidate_seconds=0,
 )
 NOW = datetime(2026, 11, 29, 12, 30, tzinfo=UTC)
 
