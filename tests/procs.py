@@ -7,8 +7,10 @@ Every wait is bounded; on a failed start the error carries the tail of the proce
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -27,11 +29,42 @@ HOST = "127.0.0.1"
 POLL_S = 0.05
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+# The ports we hand out lie below Linux's ephemeral range (32768-60999), where every outgoing connection takes
+# its local port: a port the kernel chose for us could be taken by a client socket before our server binds it.
+# Each pytest-xdist worker has its own slice of 1,000, and a port's +10000 (a Cluster node's bus) stays below
+# 30000 too. Each process starts at a random place in its slice: the bench, run by a test, shares gw0's.
+PORTS_FROM = 10_000
+PORTS_PER_WORKER = 1_000
+BUS_OFFSET = 10_000
+
+
+def _port_cycle() -> Iterator[int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    low = PORTS_FROM + (int(worker) % 10 if worker.isdigit() else 0) * PORTS_PER_WORKER
+    start = random.randrange(PORTS_PER_WORKER)
+    return itertools.cycle([low + (start + i) % PORTS_PER_WORKER for i in range(PORTS_PER_WORKER)])
+
+
+_ports = _port_cycle()
+
+
+def port_is_free(port: int) -> bool:
+    """True if nothing listens on (or is bound to) `port` on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(bus: bool = False) -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (`bus`: its +10000 too, for a Cluster node)."""
+    for _ in range(PORTS_PER_WORKER):
+        port = next(_ports)
+        if port_is_free(port) and (not bus or port_is_free(port + BUS_OFFSET)):
+            return port
+    raise RuntimeError(f"no free port among this worker's {PORTS_PER_WORKER}")
 
 
 def http_get_json(url: str) -> Any:

@@ -2,14 +2,12 @@
 
 Built on tests/procs.py (one redis-server per node, its own temp dir, bounded start and stop). Every wait is bounded;
 `close()` (or leaving the `with` block) stops every process and removes every temp dir, even after a failed start.
-Cluster nodes get ports we pick below 55536, since each node's cluster bus listens on its port + 10000.
+Cluster nodes get ports whose +10000 is free too: each node's cluster bus listens there (tests/procs.py).
 """
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,7 +20,6 @@ import redis
 from tests.procs import HOST, POLL_S, Managed, RedisServer, _Process, free_port
 
 SERVICE = "mymaster"
-CLUSTER_PORTS = (20000, 55535)  # node ports we pick from; the bus takes port + 10000 (at most 65535)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -247,27 +244,6 @@ class SentinelSetup(_Topology):
                 c.execute_command("SENTINEL", "DEBUG", "info-period", str(ms))  # Redis >= 7.0
 
 
-def cluster_ports(count: int) -> list[int]:
-    """`count` ports in CLUSTER_PORTS, each free together with its bus port (+10000), picked at random."""
-    picked: list[int] = []
-    for _ in range(200):
-        port = random.randint(*CLUSTER_PORTS)
-        if port not in picked and _free(port) and _free(port + 10000):
-            picked.append(port)
-            if len(picked) == count:
-                return picked
-    raise RuntimeError(f"no {count} free port pairs (port, port + 10000) found in {CLUSTER_PORTS}")
-
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 class ClusterSetup(_Topology):
     """A Redis Cluster of `masters` masters (no replicas), created with `redis-cli --cluster create`."""
 
@@ -276,7 +252,7 @@ class ClusterSetup(_Topology):
         args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         # Without replicas, a stopped node's slots stay uncovered: the other shards keep serving theirs.
         args += ["--cluster-node-timeout", str(node_timeout_ms), "--cluster-require-full-coverage", "no"]
-        self.nodes = [Node(port, args) for port in cluster_ports(masters)]
+        self.nodes = [Node(free_port(bus=True), args) for _ in range(masters)]
 
     def start(self, timeout: float = 60) -> Self:
         for node in self.nodes:

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 import zoneinfo
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,7 +26,7 @@ from proxy import timeline
 from tests import braze_standin
 from tests.braze_standin import StandinServer, parse_iso
 from tests.conftest import require_tool
-from tests.procs import RedisServer, StandinProcess, free_port, http_get_json, http_post_json
+from tests.procs import BUS_OFFSET, RedisServer, StandinProcess, free_port, http_get_json, http_post_json, port_is_free
 from tests.standin_endpoints import NO_ANALYTICS_SEGMENT
 
 PATH = "/sessions/data_series"
@@ -317,6 +318,16 @@ def test_free_port_is_bindable() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", port))
         sock.listen()
+
+
+def test_free_ports_lie_below_the_ephemeral_range_where_no_client_socket_takes_them() -> None:
+    """Under parallel workers, a port the kernel picked for us was once taken by a client's local port."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(port + BUS_OFFSET < ephemeral_low for port in ports), "a Cluster node's bus port too"
+    node = free_port(bus=True)
+    assert port_is_free(node) and port_is_free(node + BUS_OFFSET)
 
 
 async def times_and_values(client: aiohttp.ClientSession, server: StandinServer, query: str) -> list[tuple[str, int]]:
