@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the .md and .json go")
     args = parser.parse_args(argv)
     if args.quick:
-        args.reps, args.seconds, args.entries, args.questions, args.spellings = 1, 1.0, 300, 5, 10
+        args.reps, args.seconds, args.entries, args.questions, args.spellings = 1, 1.0, 100, 5, 10
     if not (1 <= args.reps <= 100 and 1 <= args.seconds <= 600 and 1 <= args.connections <= 10_000):
         parser.error("--reps 1..100, --seconds 1..600, --connections 1..10000")
     return args

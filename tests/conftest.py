@@ -84,3 +84,24 @@ def start_proxy(standin: StandinProcess) -> Iterator[ProxyFactory]:
     yield start
     for proxy in started:
         proxy.close()
+
+
+# The files whose tests take longest (seconds of real load, fuzzing, whole benches), longest first. They are run
+# first, so that `make test`'s workers end on short tests together instead of one of them on a long one.
+LONGEST_FIRST = (
+    "test_bench_smoke.py",
+    "test_fair_budget.py",
+    "test_redis_ha.py",
+    "test_fuzz.py",
+    "test_soak_short.py",
+    "test_fuzz_endpoints.py",
+    "test_prometheus_scrape.py",
+    "test_upstream_protection.py",
+    "test_redis_outage.py",
+    "test_bounded.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: the rest keep their order
