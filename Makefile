@@ -44,7 +44,7 @@ demo: install
 # ~150 Python processes compiles the project (and pytest rewrites hypothesis) from source again.
 TEST_WORKERS ?= 3
 test: deps system-deps
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: deps
 	$(BIN)/ruff check proxy tests bench
