@@ -1,4 +1,8 @@
-"""Start-up: bad settings stop the process with one clear line; --help explains the settings."""
+"""Start-up: bad settings stop the process with one clear line; --help explains the settings.
+
+Each kind of bad setting is checked in this process (`main(["--check"])`: the same Settings() and the same
+one-line report as a start-up); real processes show that a start-up stops the same way, with its exit code.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from proxy.cli import main
 from proxy.settings import Settings
 from tests.procs import REPO_ROOT
 
@@ -25,6 +31,27 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         timeout=30,
         check=False,
     )
+
+
+Check = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Check:
+    """`braze-proxy --check` in this process with only the given BRAZE_PROXY_* variables (and no .env file):
+    (exit code, stderr)."""
+
+    def run_check(**env: str) -> tuple[int, str]:
+        for name in [name for name in os.environ if name.startswith("BRAZE_PROXY_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(tmp_path)
+        capsys.readouterr()
+        code = main(["--check"])
+        return code, capsys.readouterr().err
+
+    return run_check
 
 
 @pytest.mark.parametrize(
@@ -47,14 +74,24 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ("BRAZE_PROXY_UPSTREAM_URL", "https://user:secret@rest.iad-01.braze.com", "must not carry a user or password"),
     ],
 )
-def test_bad_settings_stop_start_up_with_one_line(name: str, value: str, fragment: str) -> None:
+def test_bad_settings_stop_start_up_with_one_line(check: Check, name: str, value: str, fragment: str) -> None:
+    code, stderr = check(**{name: value})
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in stderr
+    assert "secret" not in stderr  # a password in a URL is never repeated
+
+
+@pytest.mark.parametrize(("name", "value"), [("BRAZE_PROXY_PORT", "http"), ("BRAZE_PROXY_WORKSPACES", '{"eu": ')])
+def test_a_real_start_up_stops_the_same_way(name: str, value: str) -> None:
+    """A validation error and a source (JSON) error, through a real process started without --check."""
     result = run(**{name: value})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert fragment in lines[0]
-    assert "Traceback" not in result.stderr
-    assert "secret" not in result.stderr  # a password in a URL is never repeated
+    assert len(lines) == 1 and name in lines[0], result.stderr
+    assert result.stdout == ""
 
 
 def test_a_malformed_token_list_names_the_variable_without_echoing_secrets() -> None:
@@ -79,11 +116,11 @@ def test_check_accepts_good_settings() -> None:
 
 
 @pytest.mark.parametrize("tokens", ["a:t:0", "a:t:lots", "a:t:1:2", "a b:t", "a:t,a:u", "a:t,b:t", ":t"])
-def test_malformed_team_tokens_stop_start_up_without_echoing_them(tokens: str) -> None:
-    result = run(BRAZE_PROXY_API_KEY="k-secret-123", BRAZE_PROXY_CLIENT_TOKENS=tokens)
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "BRAZE_PROXY_CLIENT_TOKENS" in result.stderr
-    assert "k-secret-123" not in result.stderr
+def test_malformed_team_tokens_stop_start_up_without_echoing_them(check: Check, tokens: str) -> None:
+    code, stderr = check(BRAZE_PROXY_API_KEY="k-secret-123", BRAZE_PROXY_CLIENT_TOKENS=tokens)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and "BRAZE_PROXY_CLIENT_TOKENS" in stderr
+    assert "k-secret-123" not in stderr
 
 
 def test_help_lists_every_setting() -> None:

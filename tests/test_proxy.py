@@ -1,11 +1,17 @@
-"""The core proxy end to end: real proxy processes, the stand-in upstream, a real redis-server."""
+"""The core proxy end to end: real proxy processes, the stand-in upstream, a real redis-server.
+
+Tests on the default settings share one proxy process per store (module-wide) and keep apart by their own
+credentials: a test's keys are new to that process, so its entries, refusals and upstream calls are its own.
+Tests that need other settings start their own process.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import quote
@@ -20,7 +26,7 @@ from tests.procs import ProxyProcess, RedisServer, StandinProcess
 
 PATH = "/sessions/data_series"
 KEY_A = "5f2c9a3e-1111-4a6b-9c1d-aaaaaaaaaaaa"
-KEY_B = "5f2c9a3e-2222-4a6b-9c1d-bbbbbbbbbbbb"
+_test_numbers = itertools.count()
 
 
 @dataclass
@@ -39,34 +45,52 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def get(
-    http: aiohttp.ClientSession, proxy: ProxyProcess | StandinProcess, query: str, key: str | None = KEY_A
-) -> Reply:
+async def get(http: aiohttp.ClientSession, proxy: ProxyProcess | StandinProcess, query: str, key: str | None) -> Reply:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = f"{proxy.url}{PATH}?{query}" if query else f"{proxy.url}{PATH}"
     async with http.get(url, headers=headers, allow_redirects=False) as response:
         return Reply(response.status, dict(response.headers), await response.read())
 
 
-@pytest.fixture(params=["memory", "redis"])
-def proxy(request: pytest.FixtureRequest, start_proxy: ProxyFactory) -> ProxyProcess:
-    if request.param == "memory":
-        return start_proxy()
-    request.getfixturevalue("redis_client")  # flushed
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return start_proxy(REDIS_URL=server.url)
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def proxy(request: pytest.FixtureRequest, standin_process: StandinProcess) -> Iterator[ProxyProcess]:
+    """One process per store for the module, on start_proxy's defaults (INFO logs, windows off)."""
+    env = {
+        "BRAZE_PROXY_UPSTREAM_URL": standin_process.url,
+        "BRAZE_PROXY_LOG_LEVEL": "INFO",
+        "BRAZE_PROXY_WINDOWS": "false",
+    }
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        env["BRAZE_PROXY_REDIS_URL"] = server.url
+        env["BRAZE_PROXY_REDIS_KEY_PREFIX"] = "test-proxy:"
+    with ProxyProcess(env) as process:
+        yield process
+
+
+@dataclass(frozen=True)
+class Keys:
+    a: str
+    b: str
+
+
+@pytest.fixture
+def keys(standin: StandinProcess) -> Keys:
+    """Two credentials no earlier test used (on the shared processes, this test's entries are its own)."""
+    n = next(_test_numbers)
+    return Keys(f"5f2c9a3e-{n:04d}-4a6b-9c1d-aaaaaaaaaaaa", f"5f2c9a3e-{n:04d}-4a6b-9c1d-bbbbbbbbbbbb")
 
 
 async def test_miss_then_hit_with_one_upstream_call(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
     query = "length=7&ending_at=2018-06-28T23:59:59-5:00"
-    first = await get(http, proxy, query)
+    first = await get(http, proxy, query, keys.a)
     assert first.status == 200
     assert first.headers["Cache-Status"] == "braze-proxy; fwd=miss; fwd-status=200; stored"
     assert "Age" not in first.headers
     asked = time.monotonic()
-    second = await get(http, proxy, query)
+    second = await get(http, proxy, query, keys.a)
     assert second.status == 200 and second.body == first.body
     assert second.headers["Cache-Status"].startswith("braze-proxy; hit; ttl=")
     assert int(second.headers["Age"]) <= time.monotonic() - asked + 1
@@ -75,7 +99,7 @@ async def test_miss_then_hit_with_one_upstream_call(
     # The upstream saw the canonical query, and the client got Braze's bytes and type unchanged.
     (call,) = stats["requests"]
     assert call["query"] == "length=7&unit=day&ending_at=2018-06-29T00%3A00%3A00%2B00%3A00"
-    direct = await get(http, standin, call["query"])
+    direct = await get(http, standin, call["query"], keys.a)
     assert direct.body == first.body
     assert direct.headers["Content-Type"] == first.headers["Content-Type"]
     assert first.json()["message"] == "success" and len(first.json()["data"]) == 7  # type: ignore[arg-type]
@@ -106,13 +130,13 @@ def spellings(count: int, seed: int = 7) -> list[str]:
 
 
 async def test_200_spellings_cost_one_upstream_call(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
     queries = spellings(200)
     assert len(set(queries)) == 200
     bodies = set()
     for query in queries:
-        reply = await get(http, proxy, query)
+        reply = await get(http, proxy, query, keys.a)
         assert reply.status == 200, (query, reply.body)
         bodies.add(reply.body)
     assert len(bodies) == 1
@@ -138,11 +162,11 @@ BAD_INPUTS = [
 
 
 async def test_bad_input_is_a_400_and_never_reaches_braze(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
     """Every kind of bad input, against one proxy process per store (a process per case took about 15 s)."""
     for query, fragment in BAD_INPUTS:
-        reply = await get(http, proxy, query)
+        reply = await get(http, proxy, query, keys.a)
         assert reply.status == 400, (query, reply.status)
         assert reply.headers["Content-Type"].startswith("application/json")
         body = reply.json()
@@ -151,7 +175,7 @@ async def test_bad_input_is_a_400_and_never_reaches_braze(
 
 
 async def test_no_credential_is_a_401_and_never_reaches_braze(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
     for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer "}):
         async with http.get(f"{proxy.url}{PATH}?length=3", headers=headers) as response:
@@ -161,34 +185,34 @@ async def test_no_credential_is_a_401_and_never_reaches_braze(
 
 
 async def test_legacy_api_key_parameter_is_a_credential(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
-    legacy = await get(http, proxy, f"length=3&ending_at=2018-06-28&api_key={KEY_A}", key=None)
-    bearer = await get(http, proxy, "length=3&ending_at=2018-06-28")
+    legacy = await get(http, proxy, f"length=3&ending_at=2018-06-28&api_key={keys.a}", key=None)
+    bearer = await get(http, proxy, "length=3&ending_at=2018-06-28", keys.a)
     assert legacy.status == bearer.status == 200 and legacy.body == bearer.body
     assert bearer.headers["Cache-Status"].startswith("braze-proxy; hit")  # one entry for both forms
     (call,) = standin.stats()["requests"]
-    assert call["authorization"] == f"Bearer {KEY_A}"
+    assert call["authorization"] == f"Bearer {keys.a}"
     assert "api_key" not in call["query"]
 
 
 async def test_two_credentials_never_share_an_entry(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
     query = "length=5&ending_at=2018-06-28"
-    a1, b1 = await get(http, proxy, query, KEY_A), await get(http, proxy, query, KEY_B)
-    a2, b2 = await get(http, proxy, query, KEY_A), await get(http, proxy, query, KEY_B)
+    a1, b1 = await get(http, proxy, query, keys.a), await get(http, proxy, query, keys.b)
+    a2, b2 = await get(http, proxy, query, keys.a), await get(http, proxy, query, keys.b)
     assert a1.body == a2.body and b1.body == b2.body and a1.body != b1.body
     assert standin.stats()["calls"] == 2
-    assert [call["authorization"] for call in standin.stats()["requests"]] == [f"Bearer {KEY_A}", f"Bearer {KEY_B}"]
+    assert [call["authorization"] for call in standin.stats()["requests"]] == [f"Bearer {keys.a}", f"Bearer {keys.b}"]
 
 
 async def test_upstream_4xx_passes_through_uncached(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
-    standin.config(rejected_keys=[KEY_B])
+    standin.config(rejected_keys=[keys.b])
     for _ in range(2):
-        reply = await get(http, proxy, "length=2&ending_at=2018-06-28", KEY_B)
+        reply = await get(http, proxy, "length=2&ending_at=2018-06-28", keys.b)
         assert reply.status == 401
         assert reply.json() == {"message": "Invalid API key: key not recognized"}
         assert reply.headers["Cache-Status"] == "braze-proxy; fwd=miss; fwd-status=401"
@@ -200,11 +224,11 @@ async def test_upstream_5xx_is_a_502_and_not_stored(
 ) -> None:
     proxy = start_proxy(UPSTREAM_RETRIES=0)
     standin.config(fail_status=503, fail_count=1)
-    failed = await get(http, proxy, "length=2&ending_at=2018-06-28")
+    failed = await get(http, proxy, "length=2&ending_at=2018-06-28", KEY_A)
     assert failed.status == 502
     assert "Bad gateway" in str(failed.json()["message"])
     assert failed.headers["Cache-Status"] == "braze-proxy; fwd=miss; fwd-status=503"
-    recovered = await get(http, proxy, "length=2&ending_at=2018-06-28")
+    recovered = await get(http, proxy, "length=2&ending_at=2018-06-28", KEY_A)
     assert recovered.status == 200 and standin.stats()["calls"] == 2
 
 
@@ -214,7 +238,7 @@ async def test_upstream_timeout_is_a_504_within_the_timeout(
     proxy = start_proxy(UPSTREAM_TIMEOUT=0.5, UPSTREAM_RETRIES=0)
     standin.config(latency=5)
     started = time.perf_counter()
-    reply = await get(http, proxy, "length=2&ending_at=2018-06-28")
+    reply = await get(http, proxy, "length=2&ending_at=2018-06-28", KEY_A)
     elapsed = time.perf_counter() - started
     assert reply.status == 504 and "Gateway timeout" in str(reply.json()["message"])
     assert elapsed < 2.0
@@ -235,15 +259,15 @@ async def test_managed_key_mode_with_client_tokens(
 
 
 async def test_ttl_depends_on_unit_and_phase(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
     def ttl(reply: Reply) -> int:
         return int(reply.headers["Cache-Status"].split("ttl=")[1].split(";")[0])
 
     cases = [("length=2&unit=hour", 60), ("length=2", 300), ("length=2&ending_at=2018-06-28", 86400)]
     for query, expected in cases:
-        await get(http, proxy, query)
-        hit = await get(http, proxy, query)
+        await get(http, proxy, query, keys.a)
+        hit = await get(http, proxy, query, keys.a)
         assert expected - 3 <= ttl(hit) <= expected, (query, hit.headers["Cache-Status"])
 
 
@@ -251,35 +275,44 @@ async def test_redis_entries_carry_their_ttl_and_no_credential(
     http: aiohttp.ClientSession, start_proxy: ProxyFactory, redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     proxy = start_proxy(REDIS_URL=redis_server.url, REDIS_KEY_PREFIX="bp-test:", STALE_SECONDS=100)
-    assert (await get(http, proxy, "length=2&ending_at=2018-06-28")).status == 200
+    assert (await get(http, proxy, "length=2&ending_at=2018-06-28", KEY_A)).status == 200
     keys = [k.decode() for k in redis_client.keys("bp-test:{v1:*")]
     assert len(keys) == 1 and KEY_A not in keys[0]
     assert 86400 * 1000 < redis_client.pttl(keys[0]) <= (86400 + 100) * 1000
 
 
 async def test_health_readiness_and_metrics(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
     async with http.get(f"{proxy.url}/healthz") as response:
         assert response.status == 200
     async with http.get(f"{proxy.url}/readyz") as response:
         assert response.status == 200 and (await response.json())["status"] == "ready"
-    await get(http, proxy, "length=2&ending_at=2018-06-28")
-    await get(http, proxy, "length=2&ending_at=2018-06-28")
-    await get(http, proxy, "length=0")
-    async with http.get(f"{proxy.url}/metrics") as response:
-        text = await response.text()
+
+    async def scrape() -> str:
+        async with http.get(f"{proxy.url}/metrics") as response:
+            return await response.text()
+
+    before = await scrape()
+    await get(http, proxy, "length=2&ending_at=2018-06-28", keys.a)
+    await get(http, proxy, "length=2&ending_at=2018-06-28", keys.a)
+    await get(http, proxy, "length=0", keys.a)
+    after = await scrape()
+
+    def added(name: str, **labels: str) -> float:  # the process is shared: count what this test added
+        return (metric(after, name, **labels) or 0) - (metric(before, name, **labels) or 0)
+
     requests = "braze_proxy_requests_total"
-    assert metric(text, requests, braze_endpoint="sessions", cache="miss", code="200") == 1
-    assert metric(text, requests, braze_endpoint="sessions", cache="hit", code="200") == 1
-    assert metric(text, requests, braze_endpoint="sessions", cache="bypass", code="400") == 1
-    assert metric(text, "braze_proxy_upstream_requests_total", braze_endpoint="sessions", code="200") == 1
-    assert metric(text, "braze_proxy_request_duration_seconds_count", braze_endpoint="sessions") == 3
-    assert KEY_A not in text
+    assert added(requests, braze_endpoint="sessions", cache="miss", code="200") == 1
+    assert added(requests, braze_endpoint="sessions", cache="hit", code="200") == 1
+    assert added(requests, braze_endpoint="sessions", cache="bypass", code="400") == 1
+    assert added("braze_proxy_upstream_requests_total", braze_endpoint="sessions", code="200") == 1
+    assert added("braze_proxy_request_duration_seconds_count", braze_endpoint="sessions") == 3
+    assert keys.a not in after
 
 
 async def test_unknown_routes_and_methods_get_braze_style_json(
-    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
     async with http.get(f"{proxy.url}/feed/data_series?length=1") as response:
         assert response.status == 404 and (await response.json())["message"] == "Not found"
@@ -288,11 +321,13 @@ async def test_unknown_routes_and_methods_get_braze_style_json(
     assert standin.stats()["calls"] == 0
 
 
-async def test_logs_are_json_lines(http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess) -> None:
-    await get(http, proxy, "length=2&ending_at=2018-06-28")
+async def test_logs_are_json_lines(
+    http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
+) -> None:
+    await get(http, proxy, "length=2&ending_at=2018-06-28", keys.a)
     lines = [line for line in proxy.logs().splitlines() if line.strip()]
     assert lines
     for line in lines:
         record = json.loads(line)
         assert {"time", "level", "message"} <= record.keys()
-    assert KEY_A not in proxy.logs()
+    assert keys.a not in proxy.logs()
