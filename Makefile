@@ -39,10 +39,10 @@ demo: install
 	echo "try: curl -si 'http://127.0.0.1:8080/sessions/data_series?length=7' -H 'Authorization: Bearer demo-key'  (twice)"; \
 	BRAZE_PROXY_UPSTREAM_URL=http://127.0.0.1:8081 $(BIN)/braze-proxy
 
-# Three workers on two cores: the suite's processes spend much of their time waiting on sockets and
+# Four workers on two cores: the suite's processes spend part of their time waiting on sockets and
 # timers. Bytecode caches on even where PYTHONDONTWRITEBYTECODE is set: otherwise each of the suite's
 # ~150 Python processes compiles the project (and pytest rewrites hypothesis) from source again.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: deps system-deps
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
