@@ -100,7 +100,7 @@ class Filler:
         wakeups: Wakeups,
         wait_seconds: float,
         on_peer: Callable[[], None],
-        key_prefix: str = "",
+        key_prefix: str,
     ) -> None:
         self._lock = lock
         self._health = health

@@ -35,6 +35,7 @@ def filler(client: RedisConnection, wait: float = 5.0, peers: list[int] | None =
         wakeups=Polling(),
         wait_seconds=wait,
         on_peer=lambda: counted.append(1),
+        key_prefix="",  # the tests name their lock keys in full
     )
 
 
@@ -122,7 +123,9 @@ async def test_a_waiter_gives_up_after_the_fill_time(aclient: RedisConnection) -
 
 
 async def test_without_redis_every_fill_runs_unlocked() -> None:
-    unlocked = Filler(lock=None, health=AlwaysUp(), wakeups=Polling(), wait_seconds=1, on_peer=lambda: None)
+    unlocked = Filler(
+        lock=None, health=AlwaysUp(), wakeups=Polling(), wait_seconds=1, on_peer=lambda: None, key_prefix=""
+    )
 
     async def produce() -> str:
         return "value"
