@@ -41,9 +41,11 @@ demo: install
 
 # Four workers on two cores: the suite's processes spend part of their time waiting on sockets and
 # timers. Bytecode caches on even where PYTHONDONTWRITEBYTECODE is set: otherwise each of the suite's
-# ~150 Python processes compiles the project (and pytest rewrites hypothesis) from source again.
+# ~130 Python processes compiles the project (and pytest rewrites hypothesis) from source again; compiled
+# up front, so that on a fresh clone the workers do not all compile the same files at once.
 TEST_WORKERS ?= 4
 test: deps system-deps
+	$(BIN)/python -m compileall -q -j 0 proxy tests bench
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: deps
