@@ -32,7 +32,7 @@ POLL_S = 0.05
 # The ports we hand out lie below Linux's ephemeral range (32768-60999), where every outgoing connection takes
 # its local port: a port the kernel chose for us could be taken by a client socket before our server binds it.
 # Each pytest-xdist worker has its own slice of 1,000, and a port's +10000 (a Cluster node's bus) stays below
-# 30000 too. Each process starts at a random place in its slice: the bench, run by a test, shares gw0's.
+# 30000 too. Each process starts at a random place in its slice: one a test starts (the bench) shares its worker's.
 PORTS_FROM = 10_000
 PORTS_PER_WORKER = 1_000
 BUS_OFFSET = 10_000
