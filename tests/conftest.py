@@ -13,6 +13,7 @@ import redis
 
 from tests.external_tools import binary
 from tests.procs import ProxyProcess, RedisServer, StandinProcess
+from tests.redis_topologies import ClusterSetup, SentinelSetup
 
 
 def require_tool(name: str) -> str:
@@ -44,6 +45,23 @@ def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     request.getfixturevalue("redis_client")
     server: RedisServer = request.getfixturevalue("redis_server")
     return {"redis_url": server.url}
+
+
+@pytest.fixture(scope="module")
+def sentinels() -> Iterator[SentinelSetup]:
+    """A master, a replica and one Sentinel of the module's own (its tests fail the master over)."""
+    require_tool("redis-server")
+    with SentinelSetup(sentinels=1) as setup:
+        yield setup
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterSetup]:
+    """A 3-master Redis Cluster of the module's own (its tests stop and start nodes)."""
+    require_tool("redis-server")
+    require_tool("redis-cli")
+    with ClusterSetup(masters=3) as setup:
+        yield setup
 
 
 @pytest.fixture(scope="session")

@@ -407,13 +407,6 @@ async def test_pubsub_delivers_and_the_listener_survives_a_restart(standalone: R
 # --- Sentinel -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sentinels() -> Iterator[SentinelSetup]:
-    require_tool("redis-server")
-    with SentinelSetup(sentinels=1) as setup:
-        yield setup
-
-
 @pytest.fixture
 async def on_sentinel(sentinels: SentinelSetup) -> AsyncIterator[RedisConnection]:
     sentinels.wait_settled()
@@ -548,14 +541,6 @@ async def test_sentinel_with_a_password_on_every_process() -> None:
 
 
 # --- Cluster --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterSetup]:
-    require_tool("redis-server")
-    require_tool("redis-cli")
-    with ClusterSetup(masters=3) as setup:
-        yield setup
 
 
 @pytest.fixture

@@ -58,13 +58,6 @@ def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
 # --- Sentinel -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sentinels() -> Iterator[SentinelSetup]:
-    require_tool("redis-server")
-    with SentinelSetup(sentinels=1) as setup:
-        yield setup
-
-
 async def test_a_sentinel_failover_under_load_from_two_proxies_loses_no_request(
     start_proxy: ProxyFactory, sentinels: SentinelSetup, standin: StandinProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -116,14 +109,6 @@ async def test_a_sentinel_failover_under_load_from_two_proxies_loses_no_request(
 
 
 # --- Cluster --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterSetup]:
-    require_tool("redis-server")
-    require_tool("redis-cli")
-    with ClusterSetup(masters=3) as setup:
-        yield setup
 
 
 @pytest.fixture
