@@ -40,7 +40,9 @@ BUS_OFFSET = 10_000
 
 def _port_cycle() -> Iterator[int]:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    low = PORTS_FROM + (int(worker) % 10 if worker.isdigit() else 0) * PORTS_PER_WORKER
+    # Two checkouts testing side by side on one machine keep apart by giving each its own first slice.
+    offset = int(os.environ.get("TEST_PORT_SLICE_OFFSET", "0"))
+    low = PORTS_FROM + ((int(worker) if worker.isdigit() else 0) + offset) % 10 * PORTS_PER_WORKER
     start = random.randrange(PORTS_PER_WORKER)
     return itertools.cycle([low + (start + i) % PORTS_PER_WORKER for i in range(PORTS_PER_WORKER)])
 
