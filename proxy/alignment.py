@@ -1,24 +1,25 @@
-"""Whether Braze's buckets are the ones the proxy computes, per credential and unit (the reporting time zone)
-and per series (a short or unreadable answer), remembered for a while.
+"""Whether Braze's buckets are the ones the proxy computes, checked date by date: the verdicts on the
+checkpoints of `checkpoints.py`, per credential, unit and configured zone, kept in process and shared through
+Redis (both ways: "holds" and "does not hold"), each standing for `HOLD_SECONDS`.
 
-Labels fetched at a bucket's start catch a reporting zone east of the workspace's; they cannot show one west
-of it (Braze's bucket then starts earlier and still carries the expected label). A one-bucket probe at the
-last second of a closed bucket checks the other edge, once per credential and unit per hold period, one at a
-time in this process; with Redis, an "aligned" verdict is shared by the replicas (a mismatch is not: each
-replica finds it with its own probe or first fetch).
+A window's buckets answer other questions only while every checkpoint around their dates holds; a checkpoint
+nobody has checked yet is probed (one or two one-bucket calls, coalesced in the process) before a fetch is
+stored. A verdict names the zone it was made in (the Redis key) and the instant it checked (the field), so
+replicas with another zone or other tz data never read it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 
-from proxy import series
+from proxy import checkpoints, series
 from proxy.asking import Asker
 from proxy.budget import Payer
+from proxy.checkpoints import Checkpoint, Plan
 from proxy.coalesce import Flights
 from proxy.credentials import Credential
 from proxy.errors import StoreError
@@ -26,46 +27,65 @@ from proxy.filler import PassedOn
 from proxy.metrics import Metrics
 from proxy.query import Question
 from proxy.redis_conn import RedisConnection
+from proxy.timeline import Unit
 
 log = logging.getLogger("braze_proxy.windows")
-HOLD_SECONDS = 600.0  # how long a verdict (either way) stands before Braze is asked again
-MAX_VERDICTS = 10_000
+HOLD_SECONDS = 3600.0  # how long a verdict (either way) stands before Braze is asked again
+MAX_VERDICTS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Windows of this credential and unit (or of this series) are answered exactly until `until`."""
+    """Whether Braze has a bucket boundary at a checkpoint, until when that stands, and what was seen."""
 
+    holds: bool
     until: float
-    unit: str
-    why: str  # "time zone" (labels are other buckets) or "answer" (short or unreadable)
-    expected: str
-    got: str
+    expected: str = ""
+    got: str = ""
+
+    def encode(self) -> bytes:
+        return f"{int(self.holds)}|{self.until:.3f}|{self.expected}|{self.got}".encode()
+
+    @staticmethod
+    def decode(data: bytes | str | None) -> Verdict | None:
+        if not data:
+            return None
+        text = data if isinstance(data, str) else data.decode(errors="replace")
+        parts = text.split("|", 3)
+        if len(parts) != 4 or parts[0] not in ("0", "1"):
+            return None
+        try:
+            return Verdict(parts[0] == "1", float(parts[1]), parts[2], parts[3])
+        except ValueError:
+            return None
 
 
-class SharedAlignment:
-    """The probes' verdicts in Redis, so that one replica's probe answers for all of them (best effort: a Redis
-    failure only means this replica probes for itself)."""
+class SharedVerdicts:
+    """The verdicts in Redis: one hash per zone, credential scope and unit, a field per checkpoint (best
+    effort: a Redis failure only means this replica checks for itself)."""
 
     def __init__(self, conn: RedisConnection, prefix: str, timeout: float) -> None:
         self._conn = conn
         self._prefix = prefix
         self._timeout = timeout
 
-    def _key(self, name: str) -> str:
-        return f"{self._prefix}{{align:{name}}}"
+    def _key(self, table: str) -> str:
+        return f"{self._prefix}{{align2:{table}}}"
 
-    async def aligned(self, name: str) -> bool:
+    async def read(self, table: str, names: Sequence[str]) -> list[Verdict | None]:
         try:
             async with self._conn.translated(self._timeout):
-                return bool(await self._conn.client.get(self._key(name)) == b"aligned")
+                values = await self._conn.client.hmget(self._key(table), list(names))
         except StoreError:
-            return False
+            return [None] * len(names)
+        return [Verdict.decode(v) for v in values]
 
-    async def remember(self, name: str, seconds: float) -> None:
+    async def write(self, table: str, name: str, verdict: Verdict) -> None:
         try:
             async with self._conn.translated(self._timeout):
-                await self._conn.client.set(self._key(name), b"aligned", px=int(seconds * 1000))
+                key = self._key(table)
+                await self._conn.client.hset(key, name, verdict.encode())
+                await self._conn.client.pexpire(key, int(HOLD_SECONDS * 1000))
         except StoreError:
             return
 
@@ -78,97 +98,169 @@ class Alignment:
         zone: tzinfo,
         metrics: Metrics,
         clock: Callable[[], float],
-        shared: SharedAlignment | None = None,
+        shared: SharedVerdicts | None = None,
     ) -> None:
         self._shared = shared
         self._asker = asker
         self._zone = zone
+        self._zone_name = str(zone)
         self._m = metrics
         self._clock = clock
-        self._verdicts: OrderedDict[str, Verdict] = OrderedDict()  # by "scope:unit" or series key
-        self._aligned: dict[str, float] = {}  # "scope:unit" -> until when the probe's answer stands
-        self._probes: Flights[Verdict | PassedOn | None] = Flights()
+        self._verdicts: OrderedDict[tuple[str, str], Verdict] = OrderedDict()  # (table, checkpoint name)
+        self._probes: Flights[Verdict | PassedOn] = Flights()
+        self._odd: OrderedDict[str, float] = OrderedDict()  # series key -> until when it is answered exactly
 
-    def verdict(self, scope: str, skey: str, unit: str, now: float) -> Verdict | None:
-        """The standing verdict that sends this series to exact answers, if any."""
-        for name in (f"{scope}:{unit}", skey):
-            found = self._verdicts.get(name)
-            if found is not None:
-                if now < found.until:
-                    return found
-                del self._verdicts[name]
-        return None
+    def odd(self, skey: str, now: float) -> bool:
+        """Whether this series' answers were not a plain series of the buckets asked (answered exactly)."""
+        until = self._odd.get(skey)
+        return until is not None and now < until
 
-    async def check(self, credential: Credential, question: Question, payer: Payer) -> Verdict | PassedOn | None:
-        """None when this credential's buckets are known (or now probed) to be ours; a Verdict when they are
-        not; Braze's own answer when it did not answer the probe with a series."""
-        name = f"{credential.scope}:{question.unit}"
-        if self._aligned.get(name, 0.0) > self._clock():
-            return None
-        result, _ = await self._probes.run(name, lambda: self._probe(name, credential, question, payer))
-        return result
+    def set_odd(self, skey: str, unit: str, now: float) -> None:
+        """Braze answered this series with something other than the plain series asked (another member, a
+        member named twice, a short series): its windows are asked exactly for a while."""
+        if not self.odd(skey, now):
+            self._m.label_mismatches.labels(unit).inc()
+            log.warning("Braze's answer is not a plain series; this series is asked exactly", extra={"unit": unit})
+        self._odd[skey] = now + HOLD_SECONDS
+        self._odd.move_to_end(skey)
+        while len(self._odd) > MAX_VERDICTS:
+            self._odd.popitem(last=False)
 
-    async def _probe(
-        self, name: str, credential: Credential, question: Question, payer: Payer
-    ) -> Verdict | PassedOn | None:
-        if self._shared is not None and await self._shared.aligned(name):  # another replica probed
-            self._aligned[name] = self._clock() + HOLD_SECONDS
-            return None
-        instant, start = series.probe_instant(question, self._zone)
-        probe = replace(question, length=1, ending_at=instant)
-        reply = await self._asker.ask(probe, credential, payer)
+    def _table(self, scope: str, unit: str) -> str:
+        return f"{self._zone_name}:{scope}:{unit}"
+
+    def _holds(self, table: str, the_plan: Plan, now: float) -> dict[str, bool]:
+        holds: dict[str, bool] = {}
+        for point in the_plan.points:
+            found = self._verdicts.get((table, point.name))
+            if found is not None and now < found.until:
+                holds[point.name] = found.holds
+        return holds
+
+    def standing(self, scope: str, unit: Unit, starts: Sequence[datetime], now: float) -> list[bool | None]:
+        """What this process knows of each bucket (True: vouched for, False: not, None: not known). No I/O."""
+        the_plan = checkpoints.plan(checkpoints.local_days(starts, self._zone), self._zone)
+        holds = self._holds(self._table(scope, unit), the_plan, now)
+        return checkpoints.vouched(starts, unit, self._zone, the_plan, holds)
+
+    async def load(self, scope: str, unit: Unit, starts: Sequence[datetime]) -> list[bool | None]:
+        """As `standing`, after reading the other replicas' verdicts for the checkpoints not known here."""
         now = self._clock()
-        if reply.kind != "success":  # Braze's refusal of the probe: remembered if a 401/403, handed to nobody
-            return await self._asker.refused(credential, question.endpoint, reply)
-        labelled = series.points_of(reply.answer.body)
-        wrong = series.mismatch(labelled or [], [start], question.unit, self._zone)
-        if wrong is None:
-            self._aligned[name] = now + HOLD_SECONDS
-            if self._shared is not None:
-                await self._shared.remember(name, HOLD_SECONDS)
-            return None
-        return self._set(name, Verdict(now + HOLD_SECONDS, question.unit, "time zone", *wrong))
+        the_plan = checkpoints.plan(checkpoints.local_days(starts, self._zone), self._zone)
+        table = self._table(scope, unit)
+        await self._read_shared(table, the_plan, now)
+        return checkpoints.vouched(starts, unit, self._zone, the_plan, self._holds(table, the_plan, now))
 
-    def reject(
-        self,
-        scope: str,
-        skey: str,
-        wide: Question,
-        labelled: Sequence[tuple[object, bytes]] | None,
-        starts: Sequence[datetime],
-        now: float,
-    ) -> Verdict:
-        """Remember that a fetched answer was not the buckets expected: the whole credential and unit when its
-        labels are other buckets, this series alone when the answer was short or unreadable."""
-        if labelled is None:
-            return self._set(skey, Verdict(now + HOLD_SECONDS, wide.unit, "answer", "a series", "another shape"))
-        expected, got = series.mismatch(labelled, starts, wide.unit, self._zone) or ("", "")
-        if len(labelled) != len(starts):
-            return self._set(skey, Verdict(now + HOLD_SECONDS, wide.unit, "answer", expected, got))
-        self._aligned.pop(f"{scope}:{wide.unit}", None)
-        return self._set(f"{scope}:{wide.unit}", Verdict(now + HOLD_SECONDS, wide.unit, "time zone", expected, got))
-
-    def _set(self, name: str, verdict: Verdict) -> Verdict:
-        self._m.label_mismatches.labels(verdict.unit).inc()
-        if name not in self._verdicts:  # logged once per hold period
-            log.warning(
-                "Braze's buckets are not the ones expected; answering exactly",
-                extra={"unit": verdict.unit, "why": verdict.why, "expected": verdict.expected, "got": verdict.got},
+    async def vouch(
+        self, credential: Credential, question: Question, starts: Sequence[datetime], payer: Payer
+    ) -> list[bool] | PassedOn:
+        """For each bucket start, whether it may answer other questions, probing Braze at every checkpoint not
+        known yet. Braze's refusal of a probe (a one-bucket question of whichever caller probed first) is
+        returned: it is nobody's answer, and the caller asks its own question exactly."""
+        unit = question.unit
+        now = self._clock()
+        the_plan = checkpoints.plan(checkpoints.local_days(starts, self._zone), self._zone)
+        table = self._table(credential.scope, unit)
+        await self._read_shared(table, the_plan, now)
+        holds = self._holds(table, the_plan, now)
+        for point in the_plan.points:
+            if point.name in holds:
+                continue
+            result, _ = await self._probes.run(
+                f"{table}:{point.name}", self._checker(table, point, credential, question, payer)
             )
-        self._verdicts[name] = verdict
-        self._verdicts.move_to_end(name)
-        while len(self._verdicts) > MAX_VERDICTS:
-            self._verdicts.popitem(last=False)
-        if len(self._aligned) > MAX_VERDICTS:
-            self._aligned.clear()
+            if isinstance(result, PassedOn):
+                return result
+            holds[point.name] = result.holds
+            if not result.holds:  # one that does not hold decides its dates: the others are not needed now
+                break
+        decided = checkpoints.vouched(starts, unit, self._zone, the_plan, holds)
+        return [v is True for v in decided]
+
+    async def _read_shared(self, table: str, the_plan: Plan, now: float) -> None:
+        if self._shared is None:
+            return
+        missing = [p.name for p in the_plan.points if self._known(table, p.name, now) is None]
+        if not missing:
+            return
+        for name, verdict in zip(missing, await self._shared.read(table, missing), strict=True):
+            if verdict is not None and now < verdict.until:
+                self._keep(table, name, verdict, here=False)
+
+    def _known(self, table: str, name: str, now: float) -> Verdict | None:
+        found = self._verdicts.get((table, name))
+        return found if found is not None and now < found.until else None
+
+    def _checker(
+        self, table: str, point: Checkpoint, credential: Credential, question: Question, payer: Payer
+    ) -> Callable[[], Awaitable[Verdict | PassedOn]]:
+        return lambda: self._check(table, point, credential, question, payer)
+
+    async def _check(
+        self, table: str, point: Checkpoint, credential: Credential, question: Question, payer: Payer
+    ) -> Verdict | PassedOn:
+        unit = question.unit
+        for probe in checkpoints.probes(point, unit, self._zone):
+            asked = replace(question, length=1, ending_at=probe.instant, starting_at=None)
+            reply = await self._asker.ask(asked, credential, payer)
+            if reply.kind != "success":  # remembered if a 401/403, handed to nobody
+                return await self._asker.refused(credential, question.endpoint, reply)
+            labelled = series.points_of(reply.answer.body)
+            wrong = series.mismatch(labelled or [], [probe.start], unit, self._zone)
+            if wrong is not None:
+                return await self.record(table, point, Verdict(False, self._clock() + HOLD_SECONDS, *wrong))
+        return await self.record(table, point, Verdict(True, self._clock() + HOLD_SECONDS))
+
+    async def contradict(self, scope: str, unit: Unit, start: datetime, expected: str, got: str) -> None:
+        """A fetch's labels disagreed at `start` although its checkpoints held: they do not any more (Braze's
+        zone changed, or the checks missed it), for this and every other replica."""
+        table = self._table(scope, unit)
+        the_plan = checkpoints.plan(checkpoints.local_days([start], self._zone), self._zone)
+        for point in the_plan.around(start.astimezone(self._zone).date()):
+            await self.record(table, point, Verdict(False, self._clock() + HOLD_SECONDS, expected, got))
+
+    async def record(self, table: str, point: Checkpoint, verdict: Verdict) -> Verdict:
+        """Keep a verdict here and share it; a new "does not hold" is logged once and counted."""
+        self._keep(table, point.name, verdict, here=True)
+        if self._shared is not None:
+            await self._shared.write(table, point.name, verdict)
         return verdict
 
+    def _keep(self, table: str, name: str, verdict: Verdict, *, here: bool) -> None:
+        key = (table, name)
+        previous = self._verdicts.get(key)
+        if not verdict.holds and (previous is None or previous.holds or previous.until <= self._clock()):
+            unit = table.rsplit(":", 1)[1]
+            self._m.label_mismatches.labels(unit).inc()
+            log.warning(
+                "Braze's buckets are not the ones expected around this date; its windows are asked exactly",
+                extra={
+                    "unit": unit,
+                    "checkpoint": name.split("@")[0],
+                    "expected": verdict.expected,
+                    "got": verdict.got,
+                    "zone": self._zone_name,
+                    "found_here": here,
+                },
+            )
+        self._verdicts[key] = verdict
+        self._verdicts.move_to_end(key)
+        while len(self._verdicts) > MAX_VERDICTS:
+            self._verdicts.popitem(last=False)
+
     def details(self) -> dict[str, object]:
-        """What /readyz shows: the standing verdicts (a few, newest first; no credential)."""
+        """What /readyz shows: the standing "does not hold" verdicts (a few, newest first; no credential)."""
         now = self._clock()
-        standing = [v for v in reversed(self._verdicts.values()) if now < v.until]
+        standing = [(k, v) for k, v in reversed(self._verdicts.items()) if not v.holds and now < v.until]
         shown = [
-            {"unit": v.unit, "why": v.why, "expected": v.expected, "got": v.got, "for_seconds": int(v.until - now)}
-            for v in standing[:5]
+            {
+                "unit": table.rsplit(":", 1)[1],
+                "checkpoint": name.split("@")[0],
+                "zone": self._zone_name,
+                "expected": v.expected,
+                "got": v.got,
+                "for_seconds": int(v.until - now),
+            }
+            for (table, name), v in standing[:5]
         ]
         return {"label_mismatches": len(standing), "examples": shown}

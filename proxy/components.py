@@ -18,7 +18,7 @@ import aiohttp
 
 from proxy import __version__
 from proxy.accounts import Accounts
-from proxy.alignment import Alignment, SharedAlignment
+from proxy.alignment import Alignment, SharedVerdicts
 from proxy.asking import Asker
 from proxy.budget import Budget, MemoryBudget, RedisBudget
 from proxy.cache import MemoryLRU, MemoryStore, Store
@@ -179,7 +179,7 @@ def open_windows(
     """Windows answered from buckets (and their label checks), unless turned off."""
     if not s.windows:
         return None, None
-    shared = SharedAlignment(b.redis, s.redis_key_prefix, s.redis_timeout) if b.redis is not None else None
+    shared = SharedVerdicts(b.redis, s.redis_key_prefix, s.redis_timeout) if b.redis is not None else None
     alignment = Alignment(asker=asker, zone=zone, metrics=metrics, clock=clock, shared=shared)
     windows = Windows(
         store=series_store(s, b.redis),
@@ -190,7 +190,7 @@ def open_windows(
         freshness=freshness_policy(s),
         zone=zone,
         widen=s.widen_fetches,
-        keep_local=cache.keep_local,
+        answers=cache,
         metrics=metrics,
         clock=clock,
     )

@@ -12,24 +12,25 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import quote
 
 from proxy.entry import Entry
 from proxy.freshness import FreshnessPolicy, decide
 from proxy.query import Question
-from proxy.timeline import Unit, bucket_end, previous_bucket
+from proxy.timeline import Unit, bucket_start, previous_bucket
 
-SERIES_VERSION = "s1"
-MAX_BUCKETS = 1000  # per series: older buckets are dropped first (about 2.7 years of days, 6 weeks of hours)
+SERIES_VERSION = "s2"
+MAX_BUCKETS = 1000  # per series: the buckets fetched longest ago are dropped first
 _MAGIC = b"P1|"
 _DECODER = json.JSONDecoder()
 CONTENT_TYPE = "application/json"
 
 
-def series_key(question: Question, scope: str) -> str:
-    """The store key of `question`'s series; the whole key is a hash tag (one Cluster slot per series)."""
-    key = f"{SERIES_VERSION}:{scope}:{question.endpoint.name}:{question.unit}"
+def series_key(question: Question, scope: str, zone: str) -> str:
+    """The store key of `question`'s series as cut in `zone` (replicas with another reporting zone keep their own
+    buckets); the whole key is a hash tag (one Cluster slot per series)."""
+    key = f"{SERIES_VERSION}:{scope}:{zone}:{question.endpoint.name}:{question.unit}"
     for name, value in question.filters:
         key += f":{name}={quote(value, safe='')}"
     return "{" + key + "}"
@@ -42,6 +43,11 @@ def window(question: Question, zone: tzinfo) -> list[datetime]:
         starts.append(previous_bucket(starts[-1], question.unit, zone))
     starts.reverse()
     return starts
+
+
+def current_bucket(now: float, unit: Unit, zone: tzinfo) -> datetime:
+    """The start of the bucket that holds `now` (the open one: nothing after it is ever fetched or stored)."""
+    return bucket_start(datetime.fromtimestamp(now, UTC), unit, zone)
 
 
 def field(start: datetime) -> str:
@@ -78,12 +84,24 @@ def decode_point(data: bytes | str | None) -> Point | None:
         return None
 
 
+class DuplicateKey(ValueError):
+    """An object of Braze's answer names one member twice (which one a reader takes is not defined)."""
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise DuplicateKey("duplicate member")
+    return found
+
+
 def points_of(body: bytes) -> list[tuple[object, bytes]] | None:
     """Each point of a success answer `{"message": ..., "data": [{...}, ...]}` as (its `time` label, its exact
-    bytes); None when the body is not that shape."""
+    bytes); None when the body is not exactly that shape (another top-level member, a member named twice at any
+    level: then nothing in it is assembled from)."""
     try:
         text = body.decode()
-        payload = json.loads(text)
+        payload = json.loads(text, object_pairs_hook=_unique)
     except (UnicodeDecodeError, ValueError):
         return None
     if not isinstance(payload, dict) or set(payload) != {"message", "data"} or payload["message"] != "success":
@@ -161,14 +179,6 @@ def mismatch(
             expected = start.astimezone(zone).date().isoformat() if unit == "day" else start.isoformat()
             return expected, str(label)[:64]
     return None
-
-
-def probe_instant(question: Question, zone: tzinfo) -> tuple[datetime, datetime]:
-    """The other edge of the alignment check: the last second of the bucket before the question's last one
-    (already closed), and that bucket's start. Asking Braze for it catches a reporting zone west of Braze's,
-    which labels fetched at bucket starts cannot show."""
-    start = previous_bucket(question.ending_at, question.unit, zone)
-    return bucket_end(start, question.unit, zone) - timedelta(seconds=1), start
 
 
 def stamp(

@@ -29,7 +29,11 @@ class SeriesStore(Protocol):
         """The points of `fields` in order (None where absent). Raises StoreError."""
 
     async def write(self, key: str, points: Mapping[str, Point], now: float) -> None:
-        """Add or replace points; the series lives as long as its longest-lived point. Raises StoreError."""
+        """Add or replace points; the series lives as long as its longest-lived point; past MAX_BUCKETS the
+        points fetched longest ago go first. Raises StoreError."""
+
+    async def drop(self, key: str, fields: Sequence[str]) -> None:
+        """Forget these points (their dates did not check out). Raises StoreError."""
 
 
 class MemorySeriesStore:
@@ -57,8 +61,8 @@ class MemorySeriesStore:
         held = self._series.pop(key, None) or {}
         self._bytes -= self._sizes.pop(key, 0)
         held.update((f, encode_point(p)) for f, p in points.items())
-        if len(held) > MAX_BUCKETS:  # the oldest buckets go first
-            for f in sorted(held, key=int)[: len(held) - MAX_BUCKETS]:
+        if len(held) > MAX_BUCKETS:  # the buckets fetched longest ago go first (not the oldest dates)
+            for f in sorted(held, key=lambda f: (_fetched_at(held[f]), int(f)))[: len(held) - MAX_BUCKETS]:
                 del held[f]
         size = sum(len(v) + len(f) for f, v in held.items()) + POINT_OVERHEAD * len(held) + len(key) + SERIES_OVERHEAD
         if size > self._max_bytes:
@@ -70,6 +74,21 @@ class MemorySeriesStore:
         self._series[key] = held
         self._sizes[key] = size
         self._bytes += size
+
+    async def drop(self, key: str, fields: Sequence[str]) -> None:
+        held = self._series.get(key)
+        if held is None:
+            return
+        for f in fields:
+            value = held.pop(f, None)
+            if value is not None:
+                self._sizes[key] -= len(value) + len(f) + POINT_OVERHEAD
+                self._bytes -= len(value) + len(f) + POINT_OVERHEAD
+
+
+def _fetched_at(value: bytes) -> float:
+    point = decode_point(value)
+    return point.fetched_at if point is not None else 0.0
 
 
 class RedisSeriesStore:
@@ -95,3 +114,9 @@ class RedisSeriesStore:
             args += [f, encode_point(p)]
         async with self._conn.translated(self._timeout):
             await self._write([self._prefix + key], args)
+
+    async def drop(self, key: str, fields: Sequence[str]) -> None:
+        if not fields:
+            return
+        async with self._conn.translated(self._timeout):
+            await self._conn.client.hdel(self._prefix + key, *fields)

@@ -112,6 +112,11 @@ def bucket_end(start: datetime, unit: Unit, zone: tzinfo) -> datetime:
     return mark
 
 
+def day_start(day: date, zone: tzinfo) -> datetime:
+    """The start (in UTC) of the local date `day` in `zone`: its first instant, where midnight is skipped too."""
+    return _localize(datetime(day.year, day.month, day.day), zone).astimezone(UTC)
+
+
 def previous_bucket(start: datetime, unit: Unit, zone: tzinfo) -> datetime:
     """The start of the bucket just before the one that starts at `start`."""
     return bucket_start(start - _TICK, unit, zone)

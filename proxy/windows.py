@@ -1,10 +1,12 @@
-"""Windows answered from buckets: read the window's points from the series store, answer when they are all
-there and usable, else fetch the widest window ending at the question's last bucket once (in process and
-across replicas), check Braze's labels, keep every bucket, and answer from them.
+"""Windows answered from buckets: an answer assembled here before (in process, or in the store under the
+question's key), else the window's points from the series store when every one is there and its date is
+vouched for (alignment.py), else one fetch (in process and across replicas) of the widest window that holds the
+question and ends with its last bucket, whose vouched-for buckets are kept and answer the question.
 
-`answer` returns None when the question must be answered exactly instead (Braze's labels were not the buckets
-expected, for this series or for the credential's time zone): the caller then asks Braze for the client's
-own instant. Correct before clever: nothing is assembled from an answer whose labels did not check out.
+`answer` returns None when the question must be answered exactly instead: it reaches past the open bucket,
+its dates did not check out against Braze's labels, or its series' answers are not a plain series. The caller
+then asks Braze for the client's own instant. Correct before clever: nothing is assembled from buckets whose
+dates were not checked, nor from an answer whose labels did not check out.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ from proxy.query import Question
 from proxy.refreshes import Refreshes, passed_on, stale_if_error
 from proxy.series import Point
 from proxy.series_store import SeriesStore
-
-KeepLocal = Callable[[str, Entry, float], None]
+from proxy.tiered import TieredCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ class Windows:
         freshness: FreshnessPolicy,
         zone: tzinfo,
         widen: bool,
-        keep_local: KeepLocal,
+        answers: TieredCache,
         metrics: Metrics,
         clock: Callable[[], float],
     ) -> None:
@@ -75,7 +76,8 @@ class Windows:
         self._freshness = freshness
         self._zone = zone
         self._widen = widen
-        self._keep_local = keep_local
+        self._zone_name = str(zone)
+        self._answers = answers
         self._m = metrics
         self._clock = clock
         self._flights: Flights[Filled[Outcome]] = Flights()
@@ -84,14 +86,27 @@ class Windows:
         self._fetched = metrics.series_buckets.labels("fetched")
 
     async def answer(self, question: Question, credential: Credential, key: str) -> Answer | None:
-        """The window's answer (`key`: the question's cache key, for the in-process tier), or None: answer it
-        exactly. Raises ProxyError when there is no answer."""
+        """The window's answer (`key`: the question's cache key), or None: answer it exactly. Raises ProxyError
+        when there is no answer."""
         now = self._clock()
-        skey = series.series_key(question, credential.scope)
-        if self._alignment.verdict(credential.scope, skey, question.unit, now) is not None:
+        unit, scope = question.unit, credential.scope
+        if question.ending_at > series.current_bucket(now, unit, self._zone):
+            return None  # a window reaching into the future: Braze's answer for it is its own
+        skey = series.series_key(question, scope, self._zone_name)
+        if self._alignment.odd(skey, now):
             return None
-        fields = [series.field(start) for start in series.window(question, self._zone)]
-        assembled = series.assemble(await self._read(skey, fields))
+        starts = series.window(question, self._zone)
+        known = self._alignment.standing(scope, unit, starts, now)
+        if None in known and False not in known:  # another replica may have checked these dates
+            known = await self._alignment.load(scope, unit, starts)
+        if False in known:
+            return None
+        fields = [series.field(start) for start in starts]
+        assembled = None
+        if None not in known:  # every date vouched for: what was assembled or kept for it may answer
+            assembled = await self._answers.get(key, now)
+            if assembled is None or not assembled.is_fresh(now):
+                assembled = series.assemble(await self._read(skey, fields)) or assembled
         step = decisions.next_step(assembled, now, self._freshness.revalidate_seconds)
         if isinstance(step, Serve):
             self._served_from_store(key, step.entry, len(fields), now)
@@ -120,20 +135,24 @@ class Windows:
         if isinstance(outcome, Exact):
             return None
         points = [outcome.points.get(f) for f in fields]
-        if any(p is None for p in points):  # a fill for a shorter window of the series (widening off)
+        if any(p is None for p in points):  # a fill for another window of the series (widening off)
             points = await self._read(skey, fields)
         entry = series.assemble(points)
         if entry is None:
             return None
         now = self._clock()
-        self._keep_local(key, entry, now)
+        await self._answers.put(key, entry, now)
         collapsed = joined or isinstance(filled, Found)
         return decisions.forwarded(entry, had_stale=had_stale, stored=outcome.stored, collapsed=collapsed)
 
+    def _fetch(self, question: Question) -> Question:
+        """The widest window ending at the question's last bucket (never after the open one): one fetch each."""
+        return replace(question, length=question.endpoint.max_length) if self._widen else question
+
     def _flight(self, question: Question, skey: str) -> str:
-        """One fill per series and last bucket: every window ending there is answered by the widest fetch."""
-        base = f"{skey}:w:{series.field(question.ending_at)}"
-        return base if self._widen else f"{base}:{question.length}"
+        """One fill per series and fetched window: every question that window holds is answered by it."""
+        fetch = self._fetch(question)
+        return f"{skey}:w:{series.field(fetch.ending_at)}:{fetch.length}"
 
     async def _fill(self, question: Question, credential: Credential, skey: str, fields: list[str]) -> Filled[Outcome]:
         return await self._filler.fill(
@@ -155,25 +174,36 @@ class Windows:
         if remembered is not None:  # Braze refused this key a moment ago: it would again
             return remembered
         payer = self._asker.payer(credential, endpoint)
-        # Braze refused the probe (a one-bucket question of whichever caller probed first): its answer is not
-        # this question's, so nobody is handed it; the question is asked exactly, as the client asked it (a
-        # 401/403 was remembered: that exact call then costs nothing).
-        if await self._alignment.check(credential, question, payer) is not None:
+        wide = self._fetch(question)
+        starts = series.window(wide, self._zone)
+        # Every date the fetch holds is checked before anything is kept. Braze's refusal of a probe (a one-bucket
+        # question of whichever caller probed first) is not this question's: it is asked exactly, as the client
+        # asked it (a 401/403 was remembered: that exact call then costs nothing).
+        vouched = await self._alignment.vouch(credential, wide, starts, payer)
+        if isinstance(vouched, PassedOn):
             return Exact()
-        wide = replace(question, length=endpoint.max_length) if self._widen else question
+        own = set(series.window(question, self._zone))
+        if not all(ok for start, ok in zip(starts, vouched, strict=True) if start in own):
+            await self._drop(skey, [series.field(s) for s, ok in zip(starts, vouched, strict=True) if not ok])
+            return Exact()
         reply = await self._asker.ask(wide, credential, payer)
         now = self._clock()
         if reply.kind != "success":
             refused = await self._asker.refused(credential, endpoint, reply)
-            # Widened, this flight answers every window ending at this bucket: Braze's refusal of the wide
-            # question is not theirs. Each is then asked exactly (a remembered 401/403 costs no call).
-            return Exact() if self._widen else refused
-        starts = series.window(wide, self._zone)
+            # Widened, this flight answers every window it holds: Braze's refusal of the wide question is not
+            # theirs. Each is then asked exactly (a remembered 401/403 costs no call).
+            return Exact() if wide != question else refused
         labelled = series.points_of(reply.answer.body)
-        if labelled is None or series.mismatch(labelled, starts, wide.unit, self._zone) is not None:
-            self._alignment.reject(credential.scope, skey, wide, labelled, starts, now)
+        wrong = None if labelled is None else series.mismatch(labelled, starts, wide.unit, self._zone)
+        if labelled is None or len(labelled) != len(starts):
+            self._alignment.set_odd(skey, wide.unit, now)
             return Exact()
-        points = series.stamp(wide, starts, [raw for _, raw in labelled], now, self._freshness)
+        if wrong is not None:  # the dates were vouched for, yet the labels disagree: they are not any more
+            await self._alignment.contradict(credential.scope, wide.unit, starts[-1], *wrong)
+            await self._drop(skey, [series.field(s) for s in starts])
+            return Exact()
+        stamped = series.stamp(wide, starts, [raw for _, raw in labelled], now, self._freshness)
+        points = {f: p for (f, p), ok in zip(stamped.items(), vouched, strict=True) if ok}
         self._fetched.inc(len(points))
         if wide.length > question.length:
             self._m.widened_fetches.inc()
@@ -191,7 +221,7 @@ class Windows:
             return [None] * len(fields)
 
     async def _write(self, skey: str, points: Mapping[str, Point], now: float) -> bool:
-        if not self._health.writable:
+        if not self._health.writable or not points:
             return False
         try:
             with tracing.span("series write", buckets=len(points)):
@@ -201,13 +231,20 @@ class Windows:
             return False
         return True
 
+    async def _drop(self, skey: str, fields: list[str]) -> None:
+        """Forget the buckets whose dates did not check out (best effort: they are not read while they don't)."""
+        try:
+            await self._store.drop(skey, fields) if fields and self._health.writable else None
+        except StoreError as error:
+            self._health.failed(error)
+
     def _served_from_store(self, key: str, entry: Entry, buckets: int, now: float) -> None:
         self._from_store.inc(buckets)
         self._m.calls_avoided.inc()  # under exact-question caching this window would have been its own call
-        self._keep_local(key, entry, now)
+        self._answers.keep_local(key, entry, now)
 
     def _refresh(self, question: Question, credential: Credential, skey: str, fields: list[str]) -> None:
-        """One background refresh per series and last bucket (stale-while-revalidate)."""
+        """One background refresh per fetched window (stale-while-revalidate)."""
         flight = self._flight(question, skey)
         self._refreshes.start(flight, lambda: self._fill(question, credential, skey, fields))
 

@@ -108,10 +108,15 @@ def test_a_mismatch_names_the_first_wrong_bucket_and_short_answers() -> None:
     assert series.mismatch(shifted, starts, "day", UTC_ZONE) == ("2026-11-19", "2026-11-18")
 
 
-def test_the_probe_asks_for_the_last_second_of_the_closed_bucket_before() -> None:
-    instant, start = series.probe_instant(question(7, DAY), UTC_ZONE)
-    assert start == DAY - timedelta(days=1)
-    assert instant == DAY - timedelta(seconds=1)
+def test_duplicate_members_at_any_level_and_extra_top_level_members_are_not_a_series() -> None:
+    assert series.points_of(b'{"message":"success","data":[{"time":"2026-11-20","sessions":3}]}') is not None
+    for body in (
+        b'{"message":"success","data":[{"time":"2026-11-19"}],"data":[{"time":"2026-11-20"}]}',
+        b'{"message":"success","data":[{"time":"2026-11-19","time":"2026-11-20","sessions":3}]}',
+        b'{"message":"success","message":"success","data":[]}',
+        b'{"message":"success","data":[],"next":"x"}',
+    ):
+        assert series.points_of(body) is None, body
 
 
 def test_points_round_trip_and_junk_reads_as_missing() -> None:
@@ -134,11 +139,14 @@ def test_a_window_is_as_fresh_as_its_least_fresh_point() -> None:
 
 def test_series_keys_are_one_hash_tag_and_never_hold_a_credential() -> None:
     q = question(7, DAY, app_id="a:b/c", segment_id="s")
-    key = series.series_key(q, "scope-hash")
+    key = series.series_key(q, "scope-hash", "Europe/London")
     assert key.startswith("{") and key.endswith("}") and key.count("{") == 1
-    assert key == "{s1:scope-hash:sessions:day:app_id=a%3Ab%2Fc:segment_id=s}"
+    assert key == "{s2:scope-hash:Europe/London:sessions:day:app_id=a%3Ab%2Fc:segment_id=s}"
     # Length and ending are not part of the series: every window of it shares the key.
-    assert series.series_key(question(30, DAY - timedelta(days=9), app_id="a:b/c", segment_id="s"), "scope-hash") == key
+    other = question(30, DAY - timedelta(days=9), app_id="a:b/c", segment_id="s")
+    assert series.series_key(other, "scope-hash", "Europe/London") == key
+    # Buckets cut in another zone are another series.
+    assert series.series_key(q, "scope-hash", "UTC") != key
 
 
 @given(

@@ -118,6 +118,8 @@ async def test_a_window_is_served_stale_if_error_and_stale_while_revalidate() ->
         standin.state.configure({"fail_status": None}, clock())
         async with proxy_in_process(standin.url, clock, stale_while_revalidate_seconds=60, **settled) as p:
             assert (await p.get(week)).status == 200
+            # The dates of the refresh's widened fetch checked too (on another series: no refresh of its own)
+            assert (await p.get("length=100&ending_at=2026-09-20T00:00:00Z&app_id=warm")).status == 200
             calls = standin.state.calls
             clock.advance(120)
             revalidated = await asyncio.gather(p.get(week), p.get(other))
