@@ -151,6 +151,19 @@ class Alignment:
         await self._read_shared(table, the_plan, now)
         return checkpoints.vouched(starts, unit, self._zone, the_plan, self._holds(table, the_plan, now))
 
+    async def vouches(self, question: Question, scope: str) -> bool:
+        """Whether the buckets a question of another shape (Canvas) starts and ends in are known to be Braze's
+        (from other questions' checks: it is never probed), so that any instant inside them asks the same. Its
+        days in between are Braze's own either way."""
+        now = self._clock()
+        starts = [question.ending_at] + ([question.starting_at] if question.starting_at is not None else [])
+        if question.ending_at > series.current_bucket(now, question.unit, self._zone):
+            return False
+        known = self.standing(scope, question.unit, starts, now)
+        if None in known and False not in known:
+            known = await self.load(scope, question.unit, starts)
+        return all(k is True for k in known)
+
     async def vouch(
         self, credential: Credential, question: Question, starts: Sequence[datetime], payer: Payer
     ) -> list[bool] | PassedOn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from urllib.parse import quote, unquote_to_bytes
 
@@ -41,6 +41,9 @@ class Question:
     filters: tuple[tuple[str, str], ...]  # (name, value), in the endpoint's declared order, present only
     starting_at: datetime | None = None  # aware, UTC: the start of the first day (Canvas), else None
     options: tuple[str, ...] = ()  # the endpoint's boolean options that are true, in its declared order
+    # `starting_at` as asked (not floored): what Braze is sent when our days may not be Braze's. Not part of
+    # the question's identity (nor of its key).
+    asked_start: datetime | None = field(default=None, compare=False)
 
     def cache_key(self, scope: str) -> str:
         """`v1:<scope>:<endpoint>:<length>:<unit>:<ending_at epoch>[:name=value...][:from=<epoch>][:<option>]`.
@@ -104,6 +107,7 @@ def parse_query(pairs: Iterable[tuple[str, str]], endpoint: Endpoint, rules: Key
     options = _parse_options(values, endpoint, errors)
     if errors or length is None or unit is None or ending_at is None:
         raise InvalidRequest(f"Invalid request: {errors[0]}", errors)
+    asked_start = starting_at
     if starting_at is not None:
         starting_at = bucket_start(starting_at, unit, rules.zone)
         if starting_at > bucket_start(ending_at, unit, rules.zone):
@@ -114,7 +118,7 @@ def parse_query(pairs: Iterable[tuple[str, str]], endpoint: Endpoint, rules: Key
     valid_until = math.inf
     if asked is None:  # "now": the question changes when the current bucket ends
         valid_until = bucket_end(ending_at, unit, rules.zone).timestamp()
-    question = Question(endpoint, length, unit, ending_at, filters, starting_at, options)
+    question = Question(endpoint, length, unit, ending_at, filters, starting_at, options, asked_start)
     return ParsedQuery(question, valid_until, asked)
 
 

@@ -71,11 +71,14 @@ class Service:
         """Answer one validated question (`key` is its cache key; `instant` the client's own `ending_at`, None
         for "now"); raises ProxyError when there is no answer. A flat series is answered from its buckets
         when they check out, else exactly, for the client's own instant."""
-        if self._windows is not None and question.endpoint.flat:
-            assembled = await self._windows.answer(question, credential, key)
-            if assembled is not None:
-                return assembled
-            return await self._exact(question, credential, instant)
+        if self._windows is not None:
+            if question.endpoint.flat:
+                assembled = await self._windows.answer(question, credential, key)
+                if assembled is not None:
+                    return assembled
+                return await self._exact(question, credential, instant)
+            if not await self._windows.vouched(question, credential):  # our days may not be Braze's there
+                return await self._exact(question, credential, instant)
         return await self._cached(question, credential, key)
 
     async def _exact(self, question: Question, credential: Credential, instant: datetime | None) -> Answer:
@@ -83,7 +86,7 @@ class Service:
         kept (no later request can know it falls in the same Braze bucket). Its key is marked `:exact`: an instant
         at a bucket's start would otherwise be the bucket's own key, which every instant of the bucket reads."""
         at = instant if instant is not None else datetime.fromtimestamp(self._clock(), UTC)
-        exact = replace(question, ending_at=at)
+        exact = replace(question, ending_at=at, starting_at=question.asked_start or question.starting_at)
         key = exact.cache_key(credential.scope) + EXACT_MARK
         return await self._cached(exact, credential, key, keep=instant is not None)
 

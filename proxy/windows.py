@@ -117,6 +117,10 @@ class Windows:
             return decisions.stale(step.entry, now, "stale-while-revalidate")
         return await self._fill_and_answer(question, credential, key, skey, fields, step)
 
+    async def vouched(self, question: Question, credential: Credential) -> bool:
+        """Whether a question of another shape (Canvas) may be keyed by its buckets (alignment.py)."""
+        return await self._alignment.vouches(question, credential.scope)
+
     async def _fill_and_answer(
         self, question: Question, credential: Credential, key: str, skey: str, fields: list[str], step: Fill
     ) -> Answer | None:
@@ -126,8 +130,7 @@ class Windows:
             )
         except ProxyError as error:
             return stale_if_error(step.stale, error, self._clock(), self._m.stale_served)
-        if joined:
-            self._m.coalesced.labels("process").inc()
+        self._m.coalesced.labels("process").inc() if joined else None
         had_stale = step.stale is not None
         if isinstance(filled, PassedOn):
             return passed_on(filled, joined=joined, had_stale=had_stale)
@@ -176,9 +179,8 @@ class Windows:
         payer = self._asker.payer(credential, endpoint)
         wide = self._fetch(question)
         starts = series.window(wide, self._zone)
-        # Every date the fetch holds is checked before anything is kept. Braze's refusal of a probe (a one-bucket
-        # question of whichever caller probed first) is not this question's: it is asked exactly, as the client
-        # asked it (a 401/403 was remembered: that exact call then costs nothing).
+        # Every date the fetch holds is checked before anything is kept. Braze's refusal of a probe is not this
+        # question's: it is asked exactly (a remembered 401/403 then costs nothing).
         vouched = await self._alignment.vouch(credential, wide, starts, payer)
         if isinstance(vouched, PassedOn):
             return Exact()
@@ -190,8 +192,7 @@ class Windows:
         now = self._clock()
         if reply.kind != "success":
             refused = await self._asker.refused(credential, endpoint, reply)
-            # Widened, this flight answers every window it holds: Braze's refusal of the wide question is not
-            # theirs. Each is then asked exactly (a remembered 401/403 costs no call).
+            # Widened, this flight answers every window it holds: Braze's refusal of it is not theirs.
             return Exact() if wide != question else refused
         labelled = series.points_of(reply.answer.body)
         wrong = None if labelled is None else series.mismatch(labelled, starts, wide.unit, self._zone)
