@@ -8,6 +8,7 @@ same key and the same canonical upstream query.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -148,21 +149,27 @@ def _parse_filters(values: dict[str, str], endpoint: Endpoint, errors: list[str]
             if spec.required:
                 errors.append(f"parameter '{spec.name}' is required")
             continue  # an empty optional filter means the same as an omitted one
-        if len(value) > MAX_VALUE_CHARS or not value.isprintable() or value != value.strip():
+        if len(value) > MAX_VALUE_CHARS or not _printable(value) or value != value.strip():
             errors.append(f"parameter '{spec.name}' must be 1 to {MAX_VALUE_CHARS} printable characters")
             continue
         filters.append((spec.name, value))
     return tuple(filters)
 
 
+def _printable(value: str) -> bool:
+    """No control characters. Format characters (a zero-width space, the joiner inside an emoji event name) and
+    other spaces are text Braze takes: they are passed on."""
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in value)
+
+
 def _parse_options(values: dict[str, str], endpoint: Endpoint, errors: list[str]) -> tuple[str, ...]:
-    """The boolean options that are true; `true`/`false` in any case, `1`/`0`, or empty (false)."""
+    """The boolean options that are true; `true`/`false` in any case, or empty (false). Braze refuses `1`/`0`."""
     options: list[str] = []
     for name in endpoint.flags:
         raw = values.get(name, "").lower()
-        if raw in ("true", "1"):
+        if raw == "true":
             options.append(name)
-        elif raw not in ("", "false", "0"):
+        elif raw not in ("", "false"):
             errors.append(f"parameter '{name}' must be 'true' or 'false', got '{_shown(values[name])}'")
     return tuple(options)
 

@@ -113,6 +113,8 @@ def spellings(endpoint: Endpoint) -> list[str]:
 @names
 async def test_equivalent_spellings_share_one_entry(proxy: InProcessProxy, standin: StandinServer, name: str) -> None:
     endpoint = BY_NAME[name]
+    if not endpoint.flat:  # instants of one day share a key once that day is known to be Braze's (windows on)
+        await proxy.get(f"length=100&ending_at={OLD_END}", path="/sessions/data_series")
     first = await proxy.get(query_of(endpoint), path=endpoint.path)
     assert first.status == 200
     calls = standin.state.calls

@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from proxy.credentials import scope_of
-from proxy.endpoints import CANVAS, CANVAS_SUMMARY, KPI_DAU, SERVED, SESSIONS, Endpoint
+from proxy.endpoints import CANVAS, CANVAS_SUMMARY, EVENTS, KPI_DAU, SERVED, SESSIONS, Endpoint
 from proxy.errors import InvalidRequest
 from proxy.query import KeyRules, Question, parse_query
 
@@ -246,7 +246,7 @@ CANVAS_BASE = "canvas_id=c1&ending_at=2026-11-20T10:00:00Z"
     [
         CANVAS_BASE + "&length=3&include_step_breakdown=true",
         CANVAS_BASE + "&length=3&include_step_breakdown=True&include_variant_breakdown=false",
-        CANVAS_BASE + "&length=3&include_step_breakdown=1&include_deleted_step_data=",
+        CANVAS_BASE + "&length=3&include_step_breakdown=true&include_deleted_step_data=",
         CANVAS_BASE.replace("10:00:00Z", "23:59:59Z") + "&include_step_breakdown=TRUE&length=3&unit=day",
     ],
 )
@@ -254,6 +254,18 @@ def test_canvas_spellings_share_a_key(spelling: str) -> None:
     expected = ask_at(CANVAS, CANVAS_BASE + "&length=3&include_step_breakdown=true").cache_key("p")
     assert ask_at(CANVAS, spelling).cache_key("p") == expected
     assert expected.endswith(":canvas_id=c1:include_step_breakdown")
+
+
+@pytest.mark.parametrize("value", ["1", "0", "yes"])
+def test_canvas_options_braze_refuses_are_refused(value: str) -> None:
+    with pytest.raises(InvalidRequest, match="'include_step_breakdown' must be 'true' or 'false'"):
+        ask_at(CANVAS, CANVAS_BASE + f"&length=3&include_step_breakdown={value}")
+
+
+@pytest.mark.parametrize("value", ["a\u200bb", "signup\U0001f469\u200d\U0001f4bb", "x\u00a0y"])
+def test_filter_values_with_format_characters_are_passed_on(value: str) -> None:
+    question = ask_at(EVENTS, f"event={quote(value)}&length=3")
+    assert question.filters == (("event", value),)
 
 
 def test_canvas_window_by_starting_at() -> None:
