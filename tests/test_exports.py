@@ -97,8 +97,8 @@ async def test_a_miss_then_a_hit_or_never_kept(proxy: InProcessProxy, standin: S
 
 
 def respelled(export: Export) -> str:
-    """The same question spelled otherwise: names in reverse order, every byte percent-encoded, documented defaults written
-    out, booleans and choices in upper case."""
+    """The same question spelled otherwise: names in reverse order, every byte percent-encoded, documented
+    defaults written out, booleans and choices in upper case."""
     pairs = pairs_of(export)
     pairs += [
         (p.name, p.default.upper() if p.kind in ("bool", "choice") else p.default) for p in export.params if p.default
