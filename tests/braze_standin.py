@@ -71,6 +71,7 @@ class StandinState:
         self.huge_bytes = 5 * 1024 * 1024
         self.slow_seconds = 10.0
         self.rejected_keys: set[str] = set()
+        self.forbidden_keys: set[str] = set()  # keys without the permission of the export rows: Braze's 403
         self.calls = 0
         self.calls_by_status: collections.Counter[str] = collections.Counter()
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_LOGGED)
@@ -292,6 +293,9 @@ async def _answer(request: web.Request, state: StandinState) -> web.StreamRespon
         return limited
     headers = state.rate_headers(now)
     if request.path not in SPECS:
+        if key in state.forbidden_keys:
+            body = {"message": "Access Denied", "errors": ["this API key lacks the permission for this endpoint"]}
+            return _json(403, body, headers)
         return _export(request, key, headers)
     ask, errors = standin_endpoints.parse(SPECS[request.path], request.query, dt.datetime.fromtimestamp(now, dt.UTC))
     status, payload = 400, {}

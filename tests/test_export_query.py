@@ -42,7 +42,14 @@ def test_defaults_written_or_omitted_order_and_case_are_one_key() -> None:
 def test_pages_and_filters_are_different_questions() -> None:
     keys = {
         ask("campaigns_list", q).cache_key("p1")
-        for q in ("", "page=1", "page=2", "include_archived=true", "sort_direction=desc", "last_edit.time[gt]=2021-01-01")
+        for q in (
+            "",
+            "page=1",
+            "page=2",
+            "include_archived=true",
+            "sort_direction=desc",
+            "last_edit.time[gt]=2021-01-01",
+        )
     }
     assert len(keys) == 6
 

@@ -180,7 +180,23 @@ async def test_brazes_401_is_passed_on_and_never_kept(proxy: InProcessProxy, sta
     assert accepted.status == 200, accepted.body
 
 
-async def test_brazes_403_and_4xx_bodies_reach_the_client_unchanged(
+@names
+async def test_brazes_403_is_passed_on_and_never_kept(proxy: InProcessProxy, standin: StandinServer, name: str) -> None:
+    export = BY_NAME[name]
+    standin.state.forbidden_keys = {"key-narrow"}
+    status, body, _ = await direct(standin, path_of(export), query_of(export), key="key-narrow")
+    refused = await proxy.get(query_of(export), key="key-narrow", path=path_of(export))
+    assert (refused.status, refused.json()) == (status, body) and status == 403
+    assert "stored" not in refused.cache_status
+    other = await proxy.get(query_of(export), key="key-wide", path=path_of(export))
+    assert other.status == 200  # another key's answer is its own
+    standin.state.forbidden_keys = set()
+    proxy.clock.advance(120)  # past the minute a refusal is remembered
+    granted = await proxy.get(query_of(export), key="key-narrow", path=path_of(export))
+    assert granted.status == 200 and "fwd=miss" in granted.cache_status  # the 403 was never kept
+
+
+async def test_brazes_4xx_bodies_reach_the_client_unchanged(
     proxy: InProcessProxy, standin: StandinServer
 ) -> None:
     for path, query in [
