@@ -68,6 +68,7 @@ class Outcome:
     def __init__(self, metrics: Metrics, access: AccessLog) -> None:
         self._metrics = metrics
         self._access = access
+        self.inflight = metrics.inflight
 
     def record(self, request: web.Request, rid: str, response: web.StreamResponse, seen: Seen) -> None:
         seconds = time.perf_counter() - seen.started
@@ -105,11 +106,13 @@ class ExportHandler:
         task = asyncio.current_task()
         if task is not None:  # a drain waits for it
             self._lifecycle.handling.add(task)
+        self._outcome.inflight.inc()
         try:
             with tracing.request_span(f"GET {self._export.path}", request.headers) as current:
                 response, cache, fwd = await self._respond(request, team, rid)
                 tracing.annotate(current, {"http.response.status_code": response.status, "cache": cache})
         finally:
+            self._outcome.inflight.dec()
             if task is not None:
                 self._lifecycle.handling.discard(task)
         seen = Seen(self._export.name, cache, started, team[0] if team else None, fwd)

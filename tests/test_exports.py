@@ -196,9 +196,7 @@ async def test_brazes_403_is_passed_on_and_never_kept(proxy: InProcessProxy, sta
     assert granted.status == 200 and "fwd=miss" in granted.cache_status  # the 403 was never kept
 
 
-async def test_brazes_4xx_bodies_reach_the_client_unchanged(
-    proxy: InProcessProxy, standin: StandinServer
-) -> None:
+async def test_brazes_4xx_bodies_reach_the_client_unchanged(proxy: InProcessProxy, standin: StandinServer) -> None:
     for path, query in [
         ("/catalogs/nowhere/items", ""),  # Braze's 404 with an errors list of objects
         ("/campaigns/details", "campaign_id=campaigns-9999"),  # Braze's 400
