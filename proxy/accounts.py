@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from proxy.budget import Limit, Payer
 from proxy.credentials import Credential
-from proxy.endpoints import Endpoint
+from proxy.endpoints import Routed
 from proxy.settings import DEFAULT_WORKSPACE, Settings
 
 DEFAULT_GROUP = "default"
@@ -31,11 +31,11 @@ class Accounts:
             workspaces={
                 name: Limit(w.rate_limit_per_hour or s.rate_limit_per_hour, burst) for name, w in s.workspaces.items()
             },
-            groups={name: Limit(g.rate_limit_per_hour, g.burst or burst) for name, g in s.budget_groups.items()},
+            groups={name: Limit(g.rate_limit_per_hour, g.burst or burst) for name, g in s.groups().items()},
             endpoint_groups=dict(s.endpoint_groups),
         )
 
-    def group_of(self, endpoint: Endpoint) -> str:
+    def group_of(self, endpoint: Routed) -> str:
         group = self.endpoint_groups.get(endpoint.name, endpoint.budget_group)
         return group if group in self.groups else DEFAULT_GROUP
 
@@ -44,7 +44,7 @@ class Accounts:
             return self.groups[group]
         return self.workspaces.get(workspace, self.default)
 
-    def payer(self, credential: Credential, endpoint: Endpoint) -> Payer:
+    def payer(self, credential: Credential, endpoint: Routed) -> Payer:
         workspace, group = credential.workspace, self.group_of(endpoint)
         return Payer(
             budget=f"{workspace}:{group}",
@@ -56,7 +56,7 @@ class Accounts:
             weight=credential.weight,
         )
 
-    def budgets(self, endpoints: Iterable[Endpoint]) -> list[tuple[str, str, Limit]]:
+    def budgets(self, endpoints: Iterable[Routed]) -> list[tuple[str, str, Limit]]:
         """(workspace, group, limit) of every budget the configuration and `endpoints` can spend."""
         groups = sorted({self.group_of(e) for e in endpoints})
         workspaces = [DEFAULT_WORKSPACE, *sorted(self.workspaces)]

@@ -9,16 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import tzinfo
+from typing import Protocol
 
 from proxy.budget import Payer
 from proxy.credentials import Credential
-from proxy.endpoints import Endpoint
+from proxy.endpoints import Routed
 from proxy.entry import Entry
 from proxy.fetcher import Call, Fetcher, Reply
 from proxy.filler import PassedOn
 from proxy.metrics import Metrics
-from proxy.query import Question
 from proxy.refusals import Refusals
+
+
+class Asked(Protocol):
+    """A question to Braze: a series' (query.py) or an export's (export_query.py)."""
+
+    @property
+    def endpoint(self) -> Routed: ...
+    @property
+    def upstream_path(self) -> str: ...
+    def upstream_params(self, zone: tzinfo) -> list[tuple[str, str]]: ...
 
 
 class Asker:
@@ -26,7 +36,7 @@ class Asker:
         self,
         *,
         fetcher: Fetcher,
-        payer: Callable[[Credential, Endpoint], Payer],
+        payer: Callable[[Credential, Routed], Payer],
         refusals: Refusals,
         zone: tzinfo,
         metrics: Metrics,
@@ -39,11 +49,11 @@ class Asker:
         self._remembered = metrics.remembered_refusals
         self._clock = clock
 
-    def payer(self, credential: Credential, endpoint: Endpoint) -> Payer:
+    def payer(self, credential: Credential, endpoint: Routed) -> Payer:
         """Who pays for a call of `credential` to `endpoint`: its workspace's budget group, its team."""
         return self._payer(credential, endpoint)
 
-    async def remembered(self, credential: Credential, endpoint: Endpoint) -> PassedOn | None:
+    async def remembered(self, credential: Credential, endpoint: Routed) -> PassedOn | None:
         """Braze's 401/403 to this credential a moment ago (it would answer the same), or None."""
         entry = await self._refusals.get(credential.scope, endpoint.name)
         if entry is None:
@@ -51,7 +61,7 @@ class Asker:
         self._remembered.inc()
         return PassedOn(entry)
 
-    async def ask(self, question: Question, credential: Credential, payer: Payer | None = None) -> Reply:
+    async def ask(self, question: Asked, credential: Credential, payer: Payer | None = None) -> Reply:
         """Braze's reply to `question` (canonical parameters), paid by `payer` (the credential's by default).
         Raises ProxyError when there is none (budget, timeout, 5xx after retries, malformed)."""
         call = Call(
@@ -59,6 +69,7 @@ class Asker:
             question.upstream_params(self._zone),
             credential.upstream_key,
             payer or self.payer(credential, question.endpoint),
+            question.upstream_path,
         )
         return await self._fetcher.fetch(call)
 
@@ -66,9 +77,9 @@ class Asker:
         """Braze's answer as an entry that is never fresh (passed on as it is, never stored)."""
         now = self._clock()
         answer = reply.answer
-        return Entry(answer.body, answer.status, answer.content_type, now, now, now)
+        return Entry(answer.body, answer.status, answer.content_type, now, now, now, answer.link)
 
-    async def refused(self, credential: Credential, endpoint: Endpoint, reply: Reply) -> PassedOn:
+    async def refused(self, credential: Credential, endpoint: Routed, reply: Reply) -> PassedOn:
         """Braze's refusal, passed on; remembered for the credential when it is a 401/403."""
         entry = self.entry(reply)
         await self._refusals.remember(credential.scope, endpoint.name, entry)

@@ -25,6 +25,7 @@ from proxy.cache import MemoryLRU, MemoryStore, Store
 from proxy.coalesce import ClusterLock
 from proxy.credentials import Authenticator
 from proxy.endpoints import SERVED
+from proxy.exports import EXPORTS
 from proxy.fetcher import Fetcher, RetryPolicy
 from proxy.filler import Filler, Polling, Wakeups
 from proxy.freshness import FreshnessPolicy
@@ -74,6 +75,8 @@ def freshness_policy(s: Settings) -> FreshnessPolicy:
         ttl_settled=s.ttl_settled,
         stale_seconds=s.stale_seconds,
         revalidate_seconds=s.stale_while_revalidate_seconds,
+        ttl_lists=s.ttl_lists,
+        ttl_details=s.ttl_details,
     )
 
 
@@ -97,7 +100,7 @@ KNOWN_LABELS: dict[str, list[tuple[str, ...]]] = {
 def record_known_labels(metrics: Metrics, accounts: Accounts, auth: Authenticator, s: Settings) -> None:
     """The budgets' configured rates, and counters at zero for every label value there can be (teams,
     reasons, the in-process cache's store)."""
-    for workspace, group, limit in accounts.budgets(SERVED):
+    for workspace, group, limit in accounts.budgets((*SERVED, *EXPORTS)):
         metrics.budget_rate.labels(workspace, group).set(limit.per_hour / 3600.0)
     teams = [(label,) for label in auth.team_labels()]
     metrics.initialise({name: teams for name in ("team_requests", "team_hits", "team_upstream_calls", "team_refusals")})

@@ -25,6 +25,7 @@ class Answer:
     content_type: str
     cache_status: CacheStatus
     age: int | None = None  # the Age header (RFC 9111 §5.1), for answers served from the cache
+    link: str = ""  # Braze's Link header, kept with the body (the web shell points it at the proxy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +66,12 @@ def rescue(stale: Entry | None, error: ProxyError, now: float) -> Entry | None:
 
 def hit(entry: Entry, now: float, detail: str | None = None) -> Answer:
     status = CacheStatus("hit", ttl=entry.ttl(now), detail=detail)
-    return Answer(entry.status, entry.body, entry.content_type, status, entry.age(now))
+    return Answer(entry.status, entry.body, entry.content_type, status, entry.age(now), entry.link)
 
 
 def stale(entry: Entry, now: float, detail: str, fwd_status: int | None = None) -> Answer:
     status = CacheStatus("stale", fwd="stale", fwd_status=fwd_status, ttl=int(entry.fresh_until - now), detail=detail)
-    return Answer(entry.status, entry.body, entry.content_type, status, entry.age(now))
+    return Answer(entry.status, entry.body, entry.content_type, status, entry.age(now), entry.link)
 
 
 def forwarded(entry: Entry, *, had_stale: bool, stored: bool, collapsed: bool) -> Answer:
@@ -80,4 +81,4 @@ def forwarded(entry: Entry, *, had_stale: bool, stored: bool, collapsed: bool) -
         status = CacheStatus("collapsed", fwd=fwd, fwd_status=entry.status, collapsed=True)
     else:
         status = CacheStatus("miss", fwd=fwd, fwd_status=entry.status, stored=stored)
-    return Answer(entry.status, entry.body, entry.content_type, status)
+    return Answer(entry.status, entry.body, entry.content_type, status, link=entry.link)

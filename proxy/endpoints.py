@@ -3,20 +3,38 @@
 Braze's export series share one contract (length, ending_at, a few string filters, `{"message", "data"}`), so
 each endpoint is one row here: its parameters, the budget it spends, how long its recent days may still be
 revised, and what a storable answer looks like. Every row in SERVED is routed; the request path has no
-per-endpoint code. Braze's News Feed series (`/feed/data_series`) is deprecated since December 2022: not served.
+per-endpoint code. Braze's News Feed series (`/feed/data_series`) is deprecated since December 2022: served all the
+same, and whatever Braze answers (a 4xx included) is passed on. The rest of the read-only surface (lists,
+details, catalogs, ...) is in exports.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+from proxy import exports
 
 DAY = 86400.0
 # Braze restates campaign, send and Canvas days as conversions are attributed; public connectors re-read 14 days.
 RESTATED = 14 * DAY
 
 Shape = Literal["points", "canvas_series", "canvas_summary"]
+
+
+class Routed(Protocol):
+    """What the call path needs of any endpoint, a series or an export: where, what name, which budget, and
+    what a success looks like."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def budget_group(self) -> str: ...
+    def succeeded(self, payload: dict[str, Any]) -> bool: ...
+    def storable(self, payload: dict[str, Any]) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +59,10 @@ class Endpoint:
     shape: Shape = "points"
     flags: tuple[str, ...] = ()  # boolean options, false by default (Canvas breakdowns)
     starting_at: bool = False  # `starting_at` may stand in for `length` (Canvas)
+
+    def succeeded(self, payload: dict[str, Any]) -> bool:
+        """Whether a 2xx JSON object is Braze's success (anything else is Braze's own words, passed on)."""
+        return payload.get("message") == "success"
 
     def storable(self, payload: dict[str, Any]) -> bool:
         """Whether a success answer holds what this endpoint promises (its points, or Canvas's named object)."""
@@ -118,6 +140,9 @@ SENDS = Endpoint(
     supports_hour=False,
     settle_seconds=RESTATED,
 )
+FEED = Endpoint(  # News Feed cards: deprecated by Braze, which may answer a 4xx (passed on)
+    "/feed/data_series", "feed", "", (Filter("card_id", required=True),)
+)
 CANVAS = _canvas("/canvas/data_series", "canvas", "canvas_series")
 CANVAS_SUMMARY = _canvas("/canvas/data_summary", "canvas_summary", "canvas_summary")
 
@@ -135,13 +160,14 @@ SERVED: tuple[Endpoint, ...] = (
     SENDS,
     CANVAS,
     CANVAS_SUMMARY,
+    FEED,
 )
 
 
 def group_move_problems(moves: Mapping[str, str], groups: Iterable[str]) -> list[str]:
     """What is wrong with ENDPOINT_GROUPS (`moves`: endpoint name -> group) given the configured budget `groups`:
     a name no served endpoint has, or a group without a budget (it would silently spend "default")."""
-    names = {e.name for e in SERVED}
+    names = {*(e.name for e in SERVED), *exports.names()}
     known = {"default", *groups}
     problems = [
         f"{name!r} is not an endpoint (one of: {', '.join(sorted(names))})" for name in moves if name not in names

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from proxy.budget import Payer
-from proxy.endpoints import Endpoint
+from proxy.endpoints import Routed
 from proxy.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
 from proxy.gate import UpstreamGate
 from proxy.metrics import Metrics
@@ -35,7 +35,7 @@ class Reply:
     payload: Any = None  # the parsed JSON of a success
 
 
-def classify(answer: UpstreamAnswer, endpoint: Endpoint) -> Reply:
+def classify(answer: UpstreamAnswer, endpoint: Routed) -> Reply:
     status = answer.status
     if status == 429:
         return Reply("rate_limited", answer)
@@ -49,7 +49,7 @@ def classify(answer: UpstreamAnswer, endpoint: Endpoint) -> Reply:
         payload = json.loads(answer.body)
     except ValueError:
         return Reply("malformed", answer)
-    if not isinstance(payload, dict) or payload.get("message") != "success":
+    if not isinstance(payload, dict) or not endpoint.succeeded(payload):
         return Reply("passed_on", answer)  # Braze's own words, e.g. "Internal processing error": never stored
     if "errors" in payload or not endpoint.storable(payload):
         return Reply("malformed", answer)
@@ -58,10 +58,11 @@ def classify(answer: UpstreamAnswer, endpoint: Endpoint) -> Reply:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    endpoint: Endpoint
+    endpoint: Routed
     params: list[tuple[str, str]]
     api_key: str
     payer: Payer
+    path: str = ""  # the path asked, where the endpoint's has path parameters; empty: the endpoint's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ class Fetcher:
             self._m.team_upstream_calls.labels(call.payer.team_label).inc()
             t0 = time.perf_counter()
             try:
-                answer = await self._upstream.fetch(call.endpoint.path, call.params, call.api_key)
+                answer = await self._upstream.fetch(call.path or call.endpoint.path, call.params, call.api_key)
             except UpstreamTimeout:
                 self._record(name, "timeout", t0)
                 raise

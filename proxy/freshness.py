@@ -4,6 +4,9 @@
 - recent:  the last bucket closed less than a settle window ago, Braze may still revise it (medium TTL);
            the window is the endpoint's own where it has one (campaigns, sends and Canvas: 14 days), else the setting;
 - settled: older (long TTL).
+
+The rest of the export surface (export_query.py) is kept by its row's class instead: a list or a page of one, or
+one item's details, for minutes (they change when someone edits a campaign); per-user answers and keys never.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Literal
 
-from proxy.query import Question
+from proxy.export_query import AnyQuestion, ExportQuestion
 from proxy.timeline import bucket_end, bucket_start
 
-Phase = Literal["open", "recent", "settled"]
+Phase = Literal["open", "recent", "settled", "list", "detail", "never"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,8 @@ class FreshnessPolicy:
     ttl_settled: float
     stale_seconds: float
     revalidate_seconds: float  # the start of the stale window, where an entry is served while one refresh runs
+    ttl_lists: float = 300.0
+    ttl_details: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +44,10 @@ class Freshness:
     stale: float  # further seconds it may be served stale (on upstream failure or while revalidating)
 
 
-def decide(question: Question, now: datetime, policy: FreshnessPolicy) -> Freshness:
+def decide(question: AnyQuestion, now: datetime, policy: FreshnessPolicy) -> Freshness:
     """The freshness of an answer to `question` fetched at `now`."""
+    if isinstance(question, ExportQuestion):
+        return by_class(question, policy)
     start = bucket_start(question.ending_at, question.unit, policy.zone)
     closed_at = bucket_end(start, question.unit, policy.zone)
     hourly = question.unit == "hour"
@@ -54,3 +61,13 @@ def decide(question: Question, now: datetime, policy: FreshnessPolicy) -> Freshn
     if age < window:
         return Freshness("recent", policy.ttl_recent_hour if hourly else policy.ttl_recent_day, policy.stale_seconds)
     return Freshness("settled", policy.ttl_settled, policy.stale_seconds)
+
+
+def by_class(question: ExportQuestion, policy: FreshnessPolicy) -> Freshness:
+    """An export's freshness from its row's class; per-user answers and keys are never fresh (never stored)."""
+    kind = question.endpoint.freshness
+    if kind == "list":
+        return Freshness("list", policy.ttl_lists, policy.stale_seconds)
+    if kind == "detail":
+        return Freshness("detail", policy.ttl_details, policy.stale_seconds)
+    return Freshness("never", 0.0, 0.0)

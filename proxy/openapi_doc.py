@@ -1,4 +1,4 @@
-"""The OpenAPI description of the served endpoints, built from their rows in endpoints.py.
+"""The OpenAPI description of the served endpoints, built from their rows in endpoints.py and exports.py.
 
 `python -m proxy.openapi_doc > proxy/openapi.json` writes the shipped file; a test holds the file to this
 builder, so the description cannot drift from what is routed. Nothing here runs when the proxy serves.
@@ -10,6 +10,9 @@ import json
 from typing import Any
 
 from proxy.endpoints import SERVED, Endpoint
+from proxy.export_query import MAX_PATH_VALUE_CHARS
+from proxy.export_query import MAX_VALUE_CHARS as MAX_EXPORT_VALUE
+from proxy.exports import EXPORTS, Export, Param
 from proxy.query import MAX_VALUE_CHARS
 
 VERSION = "0.1.0"
@@ -47,13 +50,14 @@ def build() -> dict[str, Any]:
         "info": {
             "title": "braze-proxy",
             "version": VERSION,
-            "description": "A caching proxy with the same contract as Braze's export series (sessions, custom events,"
-            " KPIs, purchases, segments, campaigns, sends, Canvas): point a client's base URL at it and keep its"
-            f" Authorization header; {PERMISSIONS}.",
+            "description": "A caching proxy with the same contract as Braze's read-only export API: the series"
+            " (sessions, custom events, KPIs, purchases, segments, campaigns, sends, Canvas, News Feed) and the lists,"
+            " details, catalogs, templates, CDI, SDK keys and per-user lookups: point a client's base URL at it and"
+            f" keep its Authorization header; {PERMISSIONS}. Writes (any method but GET) are refused with a 405.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": {e.path: {"get": _operation(e)} for e in SERVED},
+        "paths": {e.path: {"get": _operation(e)} for e in SERVED} | {e.path: {"get": _export(e)} for e in EXPORTS},
         "components": {
             "securitySchemes": {
                 "bearer": {
@@ -174,6 +178,81 @@ def _answer_schema(endpoint: Endpoint) -> dict[str, Any]:
         "required": ["message", "data"],
         "properties": {"message": {"type": "string"}, "data": data},
     }
+
+
+_KEPT = {
+    "list": "kept BRAZE_PROXY_TTL_LISTS seconds (each page its own entry)",
+    "detail": "kept BRAZE_PROXY_TTL_DETAILS seconds",
+    "per_user": "never kept (per user): only coalesced and budgeted",
+    "keys": "never kept (keys): only coalesced and budgeted",
+}
+
+
+def _export(export: Export) -> dict[str, Any]:
+    """A read-only export: its path and query parameters, Braze's answer passed on, its limit and its source."""
+    responses: dict[str, Any] = {
+        "200": {
+            "description": f"Braze's answer ({export.answer}), byte for byte. Headers: Cache-Status, Age on hits,"
+            " Link (the next page, pointed at the proxy) where Braze sent one.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        "404": {
+            "description": "Braze's 404 (an unknown id), passed through as Braze wrote it",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    }
+    for status, text in _ERRORS.items():
+        responses[status] = {"description": text, "content": _error_content()}
+    responses["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    path = [
+        _in(
+            "path",
+            name,
+            True,
+            "A path parameter",
+            {"type": "string", "minLength": 1, "maxLength": MAX_PATH_VALUE_CHARS},
+        )
+        for name in export.path_params
+    ]
+    return {
+        "operationId": "get" + "".join(part.title() for part in export.name.split("_")),
+        "summary": f"{export.summary}; {_KEPT[export.freshness]}; budget group '{export.budget_group}'",
+        "description": f"Braze's limit: {export.limit} ({export.source}).",
+        "parameters": path + [_query(param) for param in export.params],
+        "responses": responses,
+    }
+
+
+def _query(param: Param) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "maxLength": MAX_EXPORT_VALUE}
+    if param.kind == "int":
+        schema = {"type": "integer", "minimum": param.low} | ({"maximum": param.high} if param.high else {})
+    elif param.kind == "bool":
+        schema = {"type": "boolean"}
+    elif param.kind == "choice":
+        schema = {"type": "string", "enum": list(param.choices)}
+    if param.required:
+        schema["minLength"] = 1
+    if param.default is not None:
+        schema["default"] = _typed(param)
+    return _in("query", param.name, param.required, param.text or param.name, schema)
+
+
+def _typed(param: Param) -> object:
+    """The default as the schema's type has it."""
+    if param.kind == "int":
+        return int(param.default or 0)
+    if param.kind == "bool":
+        return param.default == "true"
+    return param.default
+
+
+def _in(where: str, name: str, required: bool, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required, "description": description, "schema": schema}
+
+
+def _error_content() -> dict[str, Any]:
+    return {"application/json": {"schema": _ref("Error")}}
 
 
 def render() -> str:

@@ -60,6 +60,10 @@ class Question:
             key += f":{option}"
         return key
 
+    @property
+    def upstream_path(self) -> str:
+        return self.endpoint.path
+
     def upstream_params(self, zone: tzinfo) -> list[tuple[str, str]]:
         """The canonical query sent upstream (always explicit, in a fixed order). Day-only endpoints take no
         `unit`; options go as `true` (false is Braze's default, so it is left out)."""

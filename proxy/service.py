@@ -19,6 +19,7 @@ from proxy.credentials import Credential
 from proxy.decisions import Answer, Fill, Revalidate, Serve
 from proxy.entry import Entry
 from proxy.errors import ProxyError
+from proxy.export_query import AnyQuestion, ExportQuestion
 from proxy.filler import Filled, Filler, Found, PassedOn
 from proxy.freshness import FreshnessPolicy, decide
 from proxy.metrics import Metrics
@@ -81,6 +82,10 @@ class Service:
                 return await self._exact(question, credential, instant)
         return await self._cached(question, credential, key)
 
+    async def answer_export(self, question: ExportQuestion, credential: Credential, key: str) -> Answer:
+        """An export row's answer: kept by its class, or (per-user answers, keys) only coalesced, never kept."""
+        return await self._cached(question, credential, key, keep=question.endpoint.stored)
+
     async def _exact(self, question: Question, credential: Credential, instant: datetime | None) -> Answer:
         """The question as the client asked it: kept under its own instant when it named one; for "now" never
         kept (no later request can know it falls in the same Braze bucket). Its key is marked `:exact`: an instant
@@ -90,7 +95,7 @@ class Service:
         key = exact.cache_key(credential.scope) + EXACT_MARK
         return await self._cached(exact, credential, key, keep=instant is not None)
 
-    async def _cached(self, question: Question, credential: Credential, key: str, keep: bool = True) -> Answer:
+    async def _cached(self, question: AnyQuestion, credential: Credential, key: str, keep: bool = True) -> Answer:
         now = self._clock()
         step = decisions.next_step(await self._cache.get(key, now), now, self._freshness.revalidate_seconds)
         if isinstance(step, Serve):
@@ -102,7 +107,7 @@ class Service:
         return await self._fill_and_answer(key, question, credential, step, keep)
 
     async def _fill_and_answer(
-        self, key: str, question: Question, credential: Credential, step: Fill, keep: bool
+        self, key: str, question: AnyQuestion, credential: Credential, step: Fill, keep: bool
     ) -> Answer:
         try:
             filled, joined = await self._flights.run(key, lambda: self._fill(key, question, credential, keep))
@@ -117,14 +122,14 @@ class Service:
         kept_ = filled.value
         return decisions.forwarded(kept_.entry, had_stale=had_stale, stored=kept_.stored, collapsed=collapsed)
 
-    async def _fill(self, key: str, question: Question, credential: Credential, keep: bool = True) -> Filled[Kept]:
+    async def _fill(self, key: str, question: AnyQuestion, credential: Credential, keep: bool = True) -> Filled[Kept]:
         return await self._filler.fill(
             entry_tag(key),
             produce=lambda: self._produce(key, question, credential, keep),
             recheck=lambda: self._recheck(key),
         )
 
-    async def _produce(self, key: str, question: Question, credential: Credential, keep: bool) -> Kept | PassedOn:
+    async def _produce(self, key: str, question: AnyQuestion, credential: Credential, keep: bool) -> Kept | PassedOn:
         remembered = await self._asker.remembered(credential, question.endpoint)
         if remembered is not None:  # Braze refused this key a moment ago: it would again
             return remembered
@@ -137,7 +142,13 @@ class Service:
         answer = reply.answer
         fresh = decide(question, datetime.fromtimestamp(now, UTC), self._freshness)
         entry = Entry(
-            answer.body, answer.status, answer.content_type, now, now + fresh.ttl, now + fresh.ttl + fresh.stale
+            answer.body,
+            answer.status,
+            answer.content_type,
+            now,
+            now + fresh.ttl,
+            now + fresh.ttl + fresh.stale,
+            answer.link,
         )
         return Kept(entry, await self._cache.put(key, entry, now))
 
@@ -146,7 +157,7 @@ class Service:
         entry = await self._cache.get(key, now)
         return Kept(entry, stored=False) if entry is not None and entry.is_fresh(now) else None
 
-    def _refresh(self, key: str, question: Question, credential: Credential) -> None:
+    def _refresh(self, key: str, question: AnyQuestion, credential: Credential) -> None:
         """One background refresh per key (stale-while-revalidate); a fill under way already is one."""
         self._refreshes.start(key, lambda: self._fill(key, question, credential))
 

@@ -36,6 +36,7 @@ class UpstreamAnswer:
     body: bytes
     content_type: str
     rate: RateInfo
+    link: str = ""  # Braze's Link header (a paged list's next page), if any
 
 
 def parse_rate_headers(headers: Mapping[str, str]) -> RateInfo:
@@ -61,6 +62,9 @@ def _float(raw: str | None) -> float | None:
     except ValueError:
         return None
     return value if value >= 0 and value == value and value != float("inf") else None
+
+
+MAX_LINK_CHARS = 4096  # a Link header longer than this is cut (Braze's hold two short URLs)
 
 
 class UpstreamClient:
@@ -118,6 +122,7 @@ class UpstreamClient:
                     body=body,
                     content_type=response.headers.get("Content-Type", "application/json"),
                     rate=parse_rate_headers(response.headers),
+                    link=response.headers.get("Link", "")[:MAX_LINK_CHARS],
                 )
         except TimeoutError:
             raise UpstreamTimeout() from None

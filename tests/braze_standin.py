@@ -1,5 +1,6 @@
-"""A stand-in for Braze's export series (`GET /sessions/data_series` and its siblings, tests/standin_endpoints.py),
-served on loopback for tests.
+"""A stand-in for Braze's export series (`GET /sessions/data_series` and its siblings, tests/standin_endpoints.py)
+and the rest of its read-only export surface (lists, details, catalogs, ...: tests/standin_exports.py), served on
+loopback for tests. Any other request (a write, an unknown path) is answered as Braze would, and counted.
 
 It follows the contract in braze-api.md, counts what it serves and injects faults, and is driven over
 HTTP admin routes (`/_standin/stats|reset|config`) so a test can steer it in-process or as another process:
@@ -28,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests import standin_endpoints
+from tests import standin_endpoints, standin_exports
 from tests.standin_endpoints import SPECS
 from tests.standin_time import Cut, buckets, parse_iso
 
@@ -70,6 +71,7 @@ class StandinState:
         self.huge_bytes = 5 * 1024 * 1024
         self.slow_seconds = 10.0
         self.rejected_keys: set[str] = set()
+        self.forbidden_keys: set[str] = set()  # keys without the permission of the export rows: Braze's 403
         self.calls = 0
         self.calls_by_status: collections.Counter[str] = collections.Counter()
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_LOGGED)
@@ -290,6 +292,11 @@ async def _answer(request: web.Request, state: StandinState) -> web.StreamRespon
     if limited is not None:
         return limited
     headers = state.rate_headers(now)
+    if request.path not in SPECS:
+        if key in state.forbidden_keys:
+            body = {"message": "Access Denied", "errors": ["this API key lacks the permission for this endpoint"]}
+            return _json(403, body, headers)
+        return _export(request, key, headers)
     ask, errors = standin_endpoints.parse(SPECS[request.path], request.query, dt.datetime.fromtimestamp(now, dt.UTC))
     status, payload = 400, {}
     try:
@@ -302,6 +309,23 @@ async def _answer(request: web.Request, state: StandinState) -> web.StreamRespon
     if status != 200:  # Braze's own refusal of a valid request (a segment without analytics tracking)
         return _json(status, payload, headers)
     return await _success(request, state, payload["data"], headers)
+
+
+def _export(request: web.Request, key: str, headers: dict[str, str]) -> web.Response:
+    """The rest of the read-only surface (tests/standin_exports.py); a write anywhere is taken (and counted), as
+    Braze would; a GET of a path Braze has not is its 404."""
+    if request.method != "GET":
+        return _json(201, {"message": "success"}, headers)
+    route = standin_exports.BY_PATH.get(
+        request.match_info.route.resource.canonical if request.match_info.route.resource else ""
+    )
+    if route is None:
+        return _json(404, {"message": "Not Found"}, headers)
+    base = f"{request.scheme}://{request.host}"
+    reply = standin_exports.answer(route, key, request.match_info, request.query, base)
+    if reply.link:
+        headers = {**headers, "Link": reply.link}
+    return _json(reply.status, reply.body, headers)
 
 
 async def _success(
@@ -362,9 +386,12 @@ def make_app(state: StandinState) -> web.Application:
     app[STATE] = state
     for path in SPECS:
         app.router.add_get(path, data_series)
+    for route in standin_exports.ROUTES:
+        app.router.add_get(route.path, data_series)
     app.router.add_get("/_standin/stats", admin_stats)
     app.router.add_post("/_standin/reset", admin_reset)
     app.router.add_post("/_standin/config", admin_config)
+    app.router.add_route("*", "/{tail:.*}", data_series)  # every other request is counted too (a forwarded write)
     return app
 
 

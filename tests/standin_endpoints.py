@@ -53,6 +53,7 @@ SPECS: dict[str, Spec] = {
     "/sends/data_series": Spec("sends", ("campaign_id", "send_id"), (), "campaign"),
     "/canvas/data_series": Spec("canvas", ("canvas_id",), CANVAS_FLAGS, "canvas_series", max_length=14),
     "/canvas/data_summary": Spec("canvas_summary", ("canvas_id",), CANVAS_FLAGS, "canvas_summary", max_length=14),
+    "/feed/data_series": Spec("feed", ("card_id",), (), "points", "clicks", hourly=True),  # deprecated News Feed
 }
 
 

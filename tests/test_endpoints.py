@@ -19,6 +19,7 @@ import pytest
 
 from proxy import openapi_doc
 from proxy.endpoints import CAMPAIGNS, CANVAS, CANVAS_SUMMARY, SEGMENTS, SERVED, SESSIONS, Endpoint, group_move_problems
+from proxy.exports import EXPORTS
 from tests.braze_standin import StandinServer, StandinState
 from tests.harness import InProcessProxy, ManualClock, proxy_in_process, standin_in_process
 from tests.standin_endpoints import NO_ANALYTICS_SEGMENT, SPECS
@@ -30,6 +31,7 @@ IDS = {
     "campaign_id": "camp-1",
     "send_id": "send-1",
     "canvas_id": "canvas-1",
+    "card_id": "card-1",
 }
 BY_NAME = {e.name: e for e in SERVED}
 names = pytest.mark.parametrize("name", list(BY_NAME))
@@ -280,7 +282,7 @@ async def test_the_openapi_description_covers_every_endpoint(proxy: InProcessPro
     assert shipped == openapi_doc.render(), "run: python -m proxy.openapi_doc > proxy/openapi.json"
     async with proxy.client.get("/openapi.json") as response:
         served = await response.json()
-    assert set(served["paths"]) == {e.path for e in SERVED}
+    assert set(served["paths"]) == {e.path for e in SERVED} | {e.path for e in EXPORTS}
     for endpoint in SERVED:
         params = {p["name"]: p for p in served["paths"][endpoint.path]["get"]["parameters"]}
         assert params["length"]["schema"]["maximum"] == endpoint.max_length

@@ -232,10 +232,10 @@ def test_day_only_endpoints_send_no_unit(endpoint: Endpoint) -> None:
 
 def test_names_are_unique_and_label_safe() -> None:
     names = [e.name for e in SERVED]
-    assert len(set(names)) == len(names) == 13
+    assert len(set(names)) == len(names) == 14
     assert all(name.replace("_", "").isalnum() and name.islower() for name in names)
-    assert len({e.path for e in SERVED}) == 13
-    assert not any(e.path.startswith("/feed") for e in SERVED)  # News Feed: deprecated
+    assert len({e.path for e in SERVED}) == 14
+    assert [e.path for e in SERVED if e.path.startswith("/feed")] == ["/feed/data_series"]  # deprecated: passed on
 
 
 CANVAS_BASE = "canvas_id=c1&ending_at=2026-11-20T10:00:00Z"

@@ -17,9 +17,12 @@ async def proxy() -> AsyncIterator[InProcessProxy]:
 
 
 async def test_an_unknown_path_is_a_json_404_with_a_cache_status(proxy: InProcessProxy) -> None:
-    reply = await proxy.get(path="/kpi/nothing/data_series")
+    reply = await proxy.get("length=1&api_key=secret", path="/kpi/nothing/data_series")
     assert reply.status == 404
-    assert reply.json() == {"message": "Not found"}
+    assert reply.json() == {
+        "message": "Not found: braze-proxy does not serve GET /kpi/nothing/data_series",
+        "errors": ["unserved path '/kpi/nothing/data_series'"],
+    }  # the path, never the query
     assert reply.cache_status == "braze-proxy; fwd=bypass"
     assert reply.headers["Server"] == "braze-proxy"
 
@@ -29,7 +32,7 @@ async def test_a_wrong_method_is_a_405_that_says_what_is_allowed(proxy: InProces
         assert response.status == 405
         assert response.headers["Allow"] == "GET"
         assert response.headers["Cache-Status"] == "braze-proxy; fwd=bypass"
-        assert (await response.json())["message"].startswith("Method not allowed")
+        assert (await response.json())["message"].startswith("Method not allowed: braze-proxy serves Braze's read-only")
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/sessions/data_series"])
