@@ -29,7 +29,7 @@ _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _PREFIX = os.urandom(6).hex()  # per process: ids of two replicas never collide
 _COUNTER = itertools.count(1)
 CLOSE_SECONDS = 5.0  # at shutdown, how long the last lines may take to be written
-MAX_QUOTED = 1_000  # JSON-quoted values remembered (teams, endpoints, outcomes: a few dozen)
+MAX_TAILS = 1_000  # line tails remembered, one per (team, endpoint, status, outcome): a few dozen in practice
 
 
 def request_id(given: str | None) -> str:
@@ -49,6 +49,9 @@ def trace_id(traceparent: str | None) -> str | None:
     return m[1]
 
 
+Outcome = tuple[str | None, str, int, str, int | None]  # team, endpoint, status, cache, upstream status
+
+
 class AccessLog:
     """One JSON line per proxied request, built without `logging` (no LogRecord, no attribute walk, no
     `json.dumps` of the whole line) and written in batches (batch_writer.py): the same fields, in the same order,
@@ -63,8 +66,10 @@ class AccessLog:
         self.enabled = enabled and log.isEnabledFor(logging.INFO)
         self._writer = BatchWriter(_stderr_fd(), count_dropped or _uncounted)
         self._second = -1
-        self._stamp = ""
-        self._quoted: dict[str, str] = {}
+        self._date = ""
+        self._millisecond = -1
+        self._head = ""
+        self._tails: dict[Outcome, str] = {}
 
     def start(self) -> None:
         if self.enabled:
@@ -86,59 +91,42 @@ class AccessLog:
         upstream_status: int | None,
         seconds: float,
     ) -> None:
-        """Queue the line of one request. `rid` comes from `request_id()`, so it needs no JSON escaping."""
-        self._writer.put(
-            access_line(
-                self._time(time.time()),
-                rid,
-                trace_id(traceparent),
-                self._quote(team),
-                self._quote(endpoint),
-                status,
-                self._quote(cache),
-                upstream_status,
-                round(seconds * 1000, 3),
-            )
-        )
+        """Queue the line of one request. `rid` comes from `request_id()`, so it needs no JSON escaping.
 
-    def _time(self, now: float) -> str:
-        """`now` as logs.JsonFormatter writes it (UTC, milliseconds), the seconds formatted once a second."""
-        second = int(now)
+        The line is three pieces made ahead and two values: the head (its time, made once a millisecond),
+        the request id, the trace id, the tail (made once per team and outcome) and the duration.
+        """
+        millisecond = int(time.time() * 1000)
+        if millisecond != self._millisecond:
+            self._millisecond, self._head = millisecond, self._line_head(millisecond)
+        outcome = (team, endpoint, status, cache, upstream_status)
+        tail = self._tails.get(outcome)
+        if tail is None:
+            tail = self._tail(outcome)
+        trace = '","trace_id":null' if traceparent is None else _trace_json(traceparent)
+        self._writer.put(f"{self._head}{rid}{trace}{tail}{round(seconds * 1000, 3)!r}}}")
+
+    def _line_head(self, millisecond: int) -> str:
+        """The line up to the request id's value, at `millisecond` (Unix time), dated as logs.JsonFormatter does."""
+        second = millisecond // 1000
         if second != self._second:
-            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+            self._second, self._date = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = f"{self._date}.{millisecond % 1000:03d}Z"
+        return f'{{"time":"{stamp}","level":"info","logger":"braze_proxy.access","message":"request","request_id":"'
 
-    def _quote(self, value: str | None) -> str:
-        """`value` as a JSON string (or null), remembered: teams, endpoints and outcomes are few."""
-        if value is None:
-            return "null"
-        quoted = self._quoted.get(value)
-        if quoted is None:
-            if len(self._quoted) >= MAX_QUOTED:
-                self._quoted.clear()
-            quoted = self._quoted[value] = json.dumps(value)
-        return quoted
+    def _tail(self, outcome: Outcome) -> str:
+        """The line from the team to the duration's value (exclusive), remembered: teams and outcomes are few."""
+        if len(self._tails) >= MAX_TAILS:
+            self._tails.clear()
+        names = ("team", "braze_endpoint", "status", "cache", "upstream_status")
+        tail = "," + json.dumps(dict(zip(names, outcome, strict=True)), separators=(",", ":"))[1:-1] + ',"duration_ms":'
+        self._tails[outcome] = tail
+        return tail
 
 
-def access_line(
-    stamp: str,
-    rid: str,
-    trace: str | None,
-    team: str,
-    endpoint: str,
-    status: int,
-    cache: str,
-    upstream_status: int | None,
-    duration_ms: float,
-) -> str:
-    """The JSON line (without its newline); `team`, `endpoint` and `cache` already JSON strings (or null)."""
-    trace_json = "null" if trace is None else f'"{trace}"'
-    upstream_json = "null" if upstream_status is None else str(upstream_status)
-    return (
-        f'{{"time":"{stamp}","level":"info","logger":"braze_proxy.access","message":"request",'
-        f'"request_id":"{rid}","trace_id":{trace_json},"team":{team},"braze_endpoint":{endpoint},'
-        f'"status":{status},"cache":{cache},"upstream_status":{upstream_json},"duration_ms":{duration_ms!r}}}'
-    )
+def _trace_json(traceparent: str) -> str:
+    trace = trace_id(traceparent)
+    return '","trace_id":null' if trace is None else f'","trace_id":"{trace}"'
 
 
 def _stderr_fd() -> int:

@@ -93,21 +93,21 @@ class BatchWriter:
 
     def _write_waiting(self) -> None:
         lines = self._lines
-        chunk: list[str] = []
-        size = 0
-        for _ in range(len(lines)):  # only what waits now: lines queued meanwhile go with the next batch
-            line = lines.popleft()
-            if chunk and size + len(line) + 1 > CHUNK_BYTES:
-                self._write(chunk)
-                chunk, size = [], 0
-            chunk.append(line)
-            size += len(line) + 1
-        if chunk:
-            self._write(chunk)
+        waiting = len(lines)  # only what waits now: lines queued meanwhile go with the next batch
+        if not waiting:
+            return
+        take = lines.popleft
+        data = ("\n".join([take() for _ in range(waiting)]) + "\n").encode("ascii", "replace")
+        start, size = 0, len(data)
+        while start < size:  # each round writes at least one whole line
+            end = start + CHUNK_BYTES
+            if end < size:
+                cut = data.rfind(b"\n", start, end)
+                end = cut + 1 if cut >= start else data.index(b"\n", end) + 1  # a line longer than a chunk: alone
+            self._write(memoryview(data)[start:end])
+            start = end
 
-    def _write(self, chunk: list[str]) -> None:
-        chunk.append("")  # the last line's newline
-        data = memoryview("\n".join(chunk).encode("ascii", "replace"))
+    def _write(self, data: memoryview) -> None:
         while data:
             try:
                 written = os.write(self._fd, data)
