@@ -1,8 +1,9 @@
 """`python -m bench`: the whole benchmark, started and torn down by itself on 127.0.0.1.
 
-Servers (redis-server, the proxy in three configurations, nginx, the ceiling) run pinned to one core and
+Servers (redis-server, the proxy in several configurations, nginx, the ceiling) run pinned to one core and
 wrk to the other; configurations are measured interleaved, `--reps` times `--seconds` each, and the table
-shows medians. See docs/performance.md for what each figure means.
+shows medians. The headline row is the proxy as deployed: default settings (the access log on, Redis with the
+in-process L1); the access log off and the L1 off are extra rows. See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bench import report
 from bench.client import get_all
 from bench.nginx import Nginx
 from bench.report import Series
-from bench.servers import Daemon, pin
+from bench.servers import REPO_ROOT, Daemon, pin
 from bench.spellings import PATH, run_spellings
 from bench.wrk import run_wrk
 from tests.procs import RedisServer, StandinProcess, free_port
@@ -33,6 +34,9 @@ HOST = "127.0.0.1"
 API_KEY = "bench-key"
 QUERY = "length=14&unit=day&ending_at=2024-03-01T00:00:00Z&app_id=bench-app"
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT = "proxy: default settings"
+QUIET = "proxy: access log off"
+L1_OFF = "proxy: L1 off (Redis hits)"
 TOOLS = {"wrk": "wrk", "nginx": "nginx", "redis-server": "redis-server", "taskset": "util-linux"}
 
 
@@ -46,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--spellings", type=int, default=25, help="spellings per question")
     parser.add_argument("--quick", action="store_true", help="1 rep x 1 s, no warm-up, few entries: proves it runs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the .md and .json go")
+    parser.add_argument(
+        "--proxy-from",
+        type=Path,
+        default=REPO_ROOT,
+        help="a checkout whose proxy package the proxies run (a before/after on one bench)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.seconds, args.entries, args.questions, args.spellings = 1, 1.0, 100, 5, 10
@@ -81,7 +91,11 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
         return response.status, dict(response.headers), response.read()
 
 
-def proxy(name: str, standin: StandinProcess, cpus: str | None, workers: int = 1, **settings: str) -> Daemon:
+def proxy(
+    name: str, standin: StandinProcess, cpus: str | None, root: Path, workers: int = 1, **settings: str
+) -> Daemon:
+    """The proxy from checkout `root` with default settings but managed-key mode and an ample budget;
+    `settings` by name without the BRAZE_PROXY_ prefix. Its log (the access log included) goes to a file."""
     port = free_port()
     env = {
         "BRAZE_PROXY_UPSTREAM_URL": standin.url,
@@ -89,14 +103,13 @@ def proxy(name: str, standin: StandinProcess, cpus: str | None, workers: int = 1
         "BRAZE_PROXY_ALLOW_ANONYMOUS": "true",
         "BRAZE_PROXY_HOST": HOST,
         "BRAZE_PROXY_PORT": str(port),
-        "BRAZE_PROXY_LOG_LEVEL": "WARNING",
         # The bench measures the cache, not the budget: filling 10,000 entries must not wait for tokens.
         "BRAZE_PROXY_RATE_LIMIT_PER_HOUR": "1000000000",
         "BRAZE_PROXY_RATE_LIMIT_BURST": "1000000",
     }
     env.update({f"BRAZE_PROXY_{key.upper()}": value for key, value in settings.items()})
     argv = [sys.executable, "-m", "proxy", "--workers", str(workers)]
-    return Daemon(name, argv, f"http://{HOST}:{port}/healthz", env=env, cpus=cpus)
+    return Daemon(name, argv, f"http://{HOST}:{port}/healthz", env=env, cpus=cpus, cwd=root)
 
 
 def base_url(daemon: Daemon) -> str:
@@ -143,17 +156,23 @@ def main(argv: list[str] | None = None) -> int:
             Daemon("ceiling", ceiling_argv, f"http://{HOST}:{ceiling_port}/", cpus=server_cpus)
         )
         nginx = stack.enter_context(Nginx(free_port(), standin.port, API_KEY, server_cpus))
-        l1 = stack.enter_context(proxy("proxy-l1", standin, server_cpus, redis_url=redis.url))
-        no_l1 = stack.enter_context(proxy("proxy-redis", standin, server_cpus, redis_url=redis.url, l1_enabled="false"))
-        memory = stack.enter_context(proxy("proxy-memory", standin, server_cpus))
-        one = stack.enter_context(proxy("proxy-1w", standin, None, redis_url=redis.url))
-        two = stack.enter_context(proxy("proxy-2w", standin, None, workers=2, redis_url=redis.url))
+        root = args.proxy_from.resolve()
+        default = stack.enter_context(proxy("proxy-default", standin, server_cpus, root, redis_url=redis.url))
+        quiet = stack.enter_context(
+            proxy("proxy-no-access-log", standin, server_cpus, root, redis_url=redis.url, access_log="false")
+        )
+        no_l1 = stack.enter_context(
+            proxy("proxy-redis", standin, server_cpus, root, redis_url=redis.url, l1_enabled="false")
+        )
+        memory = stack.enter_context(proxy("proxy-memory", standin, server_cpus, root))
+        one = stack.enter_context(proxy("proxy-1w", standin, None, root, redis_url=redis.url))
+        two = stack.enter_context(proxy("proxy-2w", standin, None, root, workers=2, redis_url=redis.url))
 
         print("bench: spellings workload", flush=True)
-        spelled = run_spellings(base_url(l1), standin, args.questions, args.spellings)
-        print(f"bench: caching {args.entries} entries in the L1 and memory proxies", flush=True)
+        spelled = run_spellings(base_url(default), standin, args.questions, args.spellings)
+        print(f"bench: caching {args.entries} entries in the default and memory proxies", flush=True)
         loads = [f"length=7&ending_at=2024-02-01&app_id=load-{i}" for i in range(args.entries)]
-        for daemon in (l1, memory):
+        for daemon in (default, memory):
             outcomes = get_all(base_url(daemon) + PATH, loads)
             if sum(n for outcome, n in outcomes.items() if outcome.startswith("200")) != len(loads):
                 raise RuntimeError(f"{daemon.name}: loading entries failed: {dict(outcomes)}")
@@ -164,10 +183,14 @@ def main(argv: list[str] | None = None) -> int:
             (Series("ceiling: static bytes", "aiohttp + uvloop, one prebuilt body"), ceiling,
              f"{base_url(ceiling)}{PATH}?{QUERY}", client_cpus),
             (Series("nginx proxy_cache", "1 worker process"), nginx.daemon, nginx_url, client_cpus),
-            (Series("proxy: L1 hits", "Redis + in-process L1"), l1, f"{base_url(l1)}{PATH}?{QUERY}", client_cpus),
-            (Series("proxy: Redis hits", "L1 disabled: one Redis GET a hit"), no_l1,
+            (Series(DEFAULT, "access log on, Redis + in-process L1"), default, f"{base_url(default)}{PATH}?{QUERY}",
+             client_cpus),
+            (Series(QUIET, "BRAZE_PROXY_ACCESS_LOG=false, Redis + L1"), quiet, f"{base_url(quiet)}{PATH}?{QUERY}",
+             client_cpus),
+            (Series(L1_OFF, "BRAZE_PROXY_L1_ENABLED=false: every hit read from Redis"), no_l1,
              f"{base_url(no_l1)}{PATH}?{QUERY}", client_cpus),
-            (Series("proxy: memory store", "no Redis"), memory, f"{base_url(memory)}{PATH}?{QUERY}", client_cpus),
+            (Series("proxy: memory store", "no Redis, access log on"), memory, f"{base_url(memory)}{PATH}?{QUERY}",
+             client_cpus),
             (Series("proxy: L1, --workers 1, unpinned", "wrk shares both cores"), one,
              f"{base_url(one)}{PATH}?{QUERY}", None),
             (Series("proxy: L1, --workers 2, unpinned", "wrk shares both cores"), two,
@@ -189,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 series.cpu_us_per_request.append(1e6 * (cpu_after - cpu_before) / max(1, result.requests))
                 print(f"  rep {rep + 1}/{args.reps} {series.name:<36} {result.rps:>9,.0f}/s"
                       f"  p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms", flush=True)  # fmt: skip
-        rss = {"proxy: L1 hits": l1.peak_rss_kib(), "proxy: memory store": memory.peak_rss_kib()}
+        rss = {DEFAULT: default.peak_rss_kib(), "proxy: memory store": memory.peak_rss_kib()}
         load_after = report.load_average()
 
     series = [entry[0] for entry in plan]
@@ -199,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     data: dict[str, Any] = {
         "started": started.isoformat(),
         "machine": report.machine(),
-        "conditions": {"pinning": pinning, "reps": args.reps, "seconds": args.seconds,
+        "conditions": {"pinning": pinning, "reps": args.reps, "seconds": args.seconds, "proxy_from": str(root),
                        "connections": args.connections, "load_before": load_before, "load_after": load_after},
         "series": [asdict(s) for s in series],
         "peak_rss_kib": rss,
@@ -222,10 +245,13 @@ def render(
     load_before: str,
     load_after: str,
 ) -> str:
-    ceiling, nginx, l1 = by_name["ceiling: static bytes"], by_name["nginx proxy_cache"], by_name["proxy: L1 hits"]
+    ceiling, nginx = by_name["ceiling: static bytes"], by_name["nginx proxy_cache"]
+    default, quiet, no_l1 = by_name[DEFAULT], by_name[QUIET], by_name[L1_OFF]
     one, two = by_name["proxy: L1, --workers 1, unpinned"], by_name["proxy: L1, --workers 2, unpinned"]
-    rps_ratio = l1.median("rps") / ceiling.median("rps")
-    p99_ratio = l1.median("p99_ms") / ceiling.median("p99_ms")
+    rps_ratio = default.median("rps") / ceiling.median("rps")
+    p99_ratio = default.median("p99_ms") / ceiling.median("p99_ms")
+    log_ratio = default.median("rps") / quiet.median("rps")
+    l1_off_ratio = no_l1.median("rps") / ceiling.median("rps")
     m = report.machine()
     lines = [
         f"# Bench results, {started:%Y-%m-%d %H:%M} UTC, {m['host']}",
@@ -240,7 +266,9 @@ def render(
         "",
         report.table(series, ceiling, nginx),
         "",
-        f"- Targets (L1 hits vs ceiling): req/s {rps_ratio:.2f} (target >= 0.85), p99 {p99_ratio:.2f} (target <= 1.3).",
+        f"- Targets: default settings vs ceiling, req/s {rps_ratio:.2f} (target >= 0.9), p99 {p99_ratio:.2f}"
+        f" (target <= 1.3); default vs access log off, req/s {log_ratio:.2f} (target >= 0.95); L1 off vs ceiling,"
+        f" req/s {l1_off_ratio:.2f} (target >= 0.4).",
         f"- Scaling, both unpinned (wrk shares the two cores): --workers 2 / --workers 1 ="
         f" {two.median('rps') / one.median('rps'):.2f}.",
         f"- Peak RSS (VmHWM) with {args.entries:,} entries cached: "

@@ -103,8 +103,10 @@ class Daemon(Managed):
         ready_url: str,
         env: Mapping[str, str] | None = None,
         cpus: str | None = None,
+        cwd: Path = REPO_ROOT,
     ) -> None:
         self.name = name
+        self.cwd = cwd
         self.argv = pinned(argv, cpus)
         self.ready_url = ready_url
         self.env = {**os.environ, **(env or {})}
@@ -122,7 +124,7 @@ class Daemon(Managed):
         fd, path = tempfile.mkstemp(prefix=f"bench-{self.name}-", suffix=".log")
         self._log, self._log_path = os.fdopen(fd, "ab"), Path(path)
         self._proc = subprocess.Popen(
-            self.argv, cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+            self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while not answers(self.ready_url):

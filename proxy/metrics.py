@@ -79,6 +79,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("request_duration", H, "braze_proxy_request_duration_seconds",
            "Time to answer a request, by endpoint and cache outcome", (EP, "cache"), LATENCY_BUCKETS),
     Family("inflight", G, "braze_proxy_inflight_requests", "Requests being answered now", mode="livesum"),
+    Family("access_log_dropped", C, "braze_proxy_access_log_dropped_lines",
+           "Access-log lines dropped because stderr did not take them (blocked or closed)"),
     # cache
     Family("cache_ops", C, "braze_proxy_cache_operations",
            "Cache store operations by store (l1, memory, redis, series), operation and result",
@@ -203,6 +205,7 @@ class Metrics:
     requests: Counter
     request_duration: Histogram
     inflight: Gauge
+    access_log_dropped: Counter
     cache_ops: Counter
     cache_op_duration: Histogram
     cache_entries: Gauge

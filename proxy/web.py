@@ -350,10 +350,12 @@ def create_app(
             app[COMPONENTS] = built
             yield
 
+    # First in, last out: the access log's last lines are written after every request and component is done.
+    access = AccessLog(settings.access_log, metrics.access_log_dropped.inc)
+    app.cleanup_ctx.append(access_log_ctx(access))
     app.cleanup_ctx.append(components)
     if tracing.configure(os.environ):
         app.on_cleanup.append(lambda _: asyncio.to_thread(tracing.shutdown))
-    access = AccessLog(settings.access_log)
     for endpoint in SERVED:
         handler = DataSeriesHandler(endpoint, metrics, lifecycle, settings.max_query_bytes, clock, access)
         app.router.add_get(endpoint.path, handler.handle, allow_head=False)
@@ -365,6 +367,20 @@ def create_app(
 
     add_export_routes(app, metrics, lifecycle, access, settings.max_query_bytes, settings.upstream_url)
     return app
+
+
+def access_log_ctx(access: AccessLog) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The access log's writer runs while the app does; at the end it writes what waits (off the event loop)."""
+
+    async def running(_app: web.Application) -> AsyncIterator[None]:
+        access.start()
+        try:
+            yield
+        finally:
+            if not await asyncio.to_thread(access.close):
+                log.warning("access-log lines were still waiting at exit (stderr blocked?)")
+
+    return running
 
 
 def create_ops_app(main: web.Application) -> web.Application:

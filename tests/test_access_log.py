@@ -72,3 +72,31 @@ async def test_the_access_log_can_be_turned_off(start_proxy: ProxyFactory) -> No
             assert reply.status == 200 and reply.headers["X-Request-ID"]
     await asyncio.sleep(0.3)
     assert access_lines(proxy, 0) == []
+
+
+async def test_n_requests_then_sigterm_leaves_exactly_n_lines(start_proxy: ProxyFactory) -> None:
+    """Lines are written in batches: the ones still waiting at SIGTERM are written before the process exits."""
+    proxy = start_proxy()
+    url = f"{proxy.url}/sessions/data_series"
+    ids: list[str] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def one(i: int) -> None:
+            query = f"length={1 + i % 40}&ending_at=2018-06-28" if i % 7 else "length=0"  # misses, hits, 400s
+            async with session.get(f"{url}?{query}", headers={"Authorization": f"Bearer {KEY}"}) as reply:
+                await reply.read()
+                ids.append(reply.headers["X-Request-ID"])
+
+        for start in range(0, N_REQUESTS, 50):
+            await asyncio.gather(*(one(i) for i in range(start, min(N_REQUESTS, start + 50))))
+    assert proxy.terminate() == 0
+    lines = [json.loads(line) for line in proxy.logs().splitlines() if '"braze_proxy.access"' in line]
+    assert len(lines) == N_REQUESTS
+    assert sorted(line["request_id"] for line in lines) == sorted(ids)
+    assert {line["cache"] for line in lines} >= {"miss", "hit", "bypass"}
+    logs = proxy.logs()
+    assert logs.index('"draining"') < logs.rindex('"braze_proxy.access"') < logs.index('"stopped"')
+    assert KEY not in logs
+
+
+N_REQUESTS = 400

@@ -24,16 +24,17 @@ def test_quick_bench_writes_its_results(tmp_path: Path) -> None:
     for tool in ("wrk", "nginx", "redis-server", "taskset"):
         require_tool(tool)
     done = bench("bench", "--quick", "--out", str(tmp_path), timeout=240)
-    assert "proxy: L1 hits" in done.stdout
+    assert "proxy: default settings" in done.stdout and "default vs access log off" in done.stdout
     (markdown,) = tmp_path.glob("*.md")
     data = json.loads(markdown.with_suffix(".json").read_text())
     names = [series["name"] for series in data["series"]]
-    assert names[:3] == ["ceiling: static bytes", "nginx proxy_cache", "proxy: L1 hits"]
+    assert names[:5] == ["ceiling: static bytes", "nginx proxy_cache", "proxy: default settings",
+                         "proxy: access log off", "proxy: L1 off (Redis hits)"]  # fmt: skip
     for series in data["series"]:
         (run,) = series["runs"]
         assert run["rps"] > 0 and run["errors"] == 0, series
     assert data["spellings"]["upstream_calls"] == data["spellings"]["questions"]
-    assert data["peak_rss_kib"]["proxy: L1 hits"] > 0
+    assert data["peak_rss_kib"]["proxy: default settings"] > 0
     assert "| configuration |" in markdown.read_text()
 
 
