@@ -1,9 +1,13 @@
-"""One upstream call per key: in-process shared tasks, and a short Redis lock across replicas.
+"""One upstream call per key: in-process shared tasks, and a Redis lease across replicas.
 
 Inside a process, concurrent misses for one key await one task (shielded, so a client that hangs up
-does not cancel the call for the others). Across replicas, the first to SET NX the key's lock fills; a
-fill that ends without storing anything leaves a short-lived marker saying how it ended (Braze's answer to
-pass on, or the error), so the replicas that waited answer the same instead of each calling Braze.
+does not cancel the call for the others). Across replicas, the first to SET NX the key's lock fills; the lock
+is a short lease its live holder extends while the call runs, so a holder that dies is replaced within
+seconds. A fill that ends without storing anything leaves a short-lived marker saying how it ended (Braze's
+answer to pass on, or the error), so the replicas that waited answer the same instead of each calling Braze.
+
+A refusal by the proxy's budget belongs to the team refused (its share, not the question, decided it): it is
+handed only to callers of that team; a caller of another team who joined the fill decides with its own share.
 """
 
 from __future__ import annotations
@@ -12,28 +16,16 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Generic, Literal, TypeVar
 
+from proxy.errors import ProxyError, team_tag
 from proxy.redis_conn import RedisConnection
 
 T = TypeVar("T")
 
-# Taking the lock also clears the previous fill's marker: its waiters have had it, and a waiter on this new
-# fill must not be handed how a fill that already ended ended.
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_MAGIC = b"M1|"
+LEASE_SECONDS = 3.0  # a fill lock's life unless its holder extends it: how long a dead holder stalls the others
+_MAGIC = b"M2|"
 MAX_MARKER_SECONDS = 60.0  # a marker outlives its waiters' poll by far, and never a broken Retry-After
 
 
@@ -66,6 +58,17 @@ class Flights(Generic[T]):
     def tasks(self) -> list[asyncio.Task[T]]:
         return list(self._running.values())
 
+    async def run_for(self, key: str, team: str, make: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """`run` for a caller of `team`: a fill it joined that another team's budget refused is not its answer;
+        it then runs its own (once, shared with its own team's callers), where its own share decides."""
+        try:
+            return await self.run(key, make)
+        except ProxyError as error:
+            tag = team_tag(team)
+            if error.team is None or error.team == tag:
+                raise
+        return await self.run(f"{key}\x00team:{tag}", make)
+
 
 async def _shielded(task: asyncio.Future[T], joined: bool) -> tuple[T, bool]:
     return await asyncio.shield(task), joined
@@ -80,11 +83,12 @@ class Marker:
     body: bytes
     content_type: str = "application/json"
     retry_after: float | None = None  # a 429's, in seconds from when the marker was posted
+    team: str = ""  # the tag of the team whose budget refused the fill (errors.team_tag; "": everyone's answer)
 
 
 def encode_marker(marker: Marker) -> bytes:
     retry = "" if marker.retry_after is None else f"{marker.retry_after:.3f}"
-    header = f"{marker.kind}|{marker.status}|{retry}|{marker.content_type}\n".encode()
+    header = f"{marker.kind}|{marker.status}|{retry}|{marker.team}|{marker.content_type}\n".encode()
     return _MAGIC + header + marker.body
 
 
@@ -93,24 +97,31 @@ def decode_marker(data: bytes) -> Marker | None:
     if not data.startswith(_MAGIC) or (newline := data.find(b"\n")) < 0:
         return None
     try:
-        kind, status, retry, ctype = data[len(_MAGIC) : newline].decode().split("|", 3)
+        kind, status, retry, team, ctype = data[len(_MAGIC) : newline].decode().split("|", 4)
         if kind not in ("passed_on", "error"):
             return None
-        return Marker(kind, int(status), data[newline + 1 :], ctype, float(retry) if retry else None)  # type: ignore[arg-type]
+        body = data[newline + 1 :]
+        return Marker(kind, int(status), body, ctype, float(retry) if retry else None, team)  # type: ignore[arg-type]
     except ValueError:
         return None
 
 
-class ClusterLock:
-    """Per-fill locks in Redis and the markers of fills that stored nothing. `base` is a Redis key whose hash
-    tag the lock and marker share (one Cluster slot)."""
+def _lua(name: str) -> str:
+    return resources.files("proxy").joinpath("lua", name).read_text()
 
-    def __init__(self, conn: RedisConnection, timeout: float, lock_seconds: float) -> None:
+
+class ClusterLock:
+    """Per-fill locks (leases) in Redis and the markers of fills that stored nothing. `base` is a Redis key
+    whose hash tag the lock and marker share (one Cluster slot)."""
+
+    def __init__(self, conn: RedisConnection, timeout: float, lock_seconds: float = LEASE_SECONDS) -> None:
         self._conn = conn
         self._timeout = timeout
-        self._lock_ms = int(lock_seconds * 1000)
-        self._acquire = conn.script(_ACQUIRE)
-        self._release = conn.script(_RELEASE)
+        self.lease = lock_seconds
+        self._lock_ms = max(1, int(lock_seconds * 1000))
+        self._acquire = conn.script(_lua("lock_acquire.lua"))
+        self._extend = conn.script(_lua("lock_extend.lua"))
+        self._release = conn.script(_lua("lock_release.lua"))
 
     async def acquire(self, base: str) -> str | None:
         """A token if this replica now holds the fill lock of `base`, else None."""
@@ -118,6 +129,11 @@ class ClusterLock:
         async with self._conn.translated(self._timeout):
             got = await self._acquire([base + ":lock", base + ":fail"], [token, self._lock_ms])
         return token if got else None
+
+    async def extend(self, base: str, token: str) -> bool:
+        """Renew the lease of the lock this replica holds; False when it is no longer this replica's."""
+        async with self._conn.translated(self._timeout):
+            return bool(await self._extend([base + ":lock"], [token, self._lock_ms]))
 
     async def release(self, base: str, token: str) -> None:
         async with self._conn.translated(self._timeout):

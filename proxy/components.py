@@ -153,7 +153,7 @@ async def open_backing(s: Settings, metrics: Metrics, workers: int, clock: Clock
         health=health,
         shared=RedisBudget(conn, s.redis_key_prefix, wait, s.redis_timeout),
         local=MemoryBudget(s.expected_replicas * workers, wait, clock),
-        lock=ClusterLock(conn, s.redis_timeout, s.fill_seconds),
+        lock=ClusterLock(conn, s.redis_timeout),
         refusals=Refusals(clock=clock, conn=conn, prefix=s.redis_key_prefix, timeout=s.redis_timeout, health=health),
         wakeups=wakeups,
         redis=conn,

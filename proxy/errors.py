@@ -8,12 +8,18 @@ redis_conn.py); web.py turns them into responses in one place.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
 from proxy.cache_status import BYPASS, CacheStatus
 
 MAX_RETRY_AFTER = 3600  # Braze's window is an hour: never tell a client to wait longer
+
+
+def team_tag(team: str) -> str:
+    """A team as a refusal names it: a short hash (fixed alphabet, no team name or key scope in Redis)."""
+    return hashlib.sha256(team.encode()).hexdigest()[:16]
 
 
 def retry_after_seconds(seconds: float) -> int:
@@ -32,6 +38,9 @@ class ProxyError(Exception):
     stale_reason: str | None = None
     upstream_status: int | None = None  # what Braze answered, when the error is about its answer
     retry_after: int | None = None  # seconds, for the Retry-After header
+    # The team_tag() of the team whose own budget decision this is: handed to that team's callers only (a caller
+    # of another team who joined the fill decides with its own share). None: the same answer for everyone.
+    team: str | None = None
 
     def __init__(self, message: str | None = None, errors: list[str] | None = None) -> None:
         self.message = message or self.message
@@ -94,10 +103,13 @@ class RateLimited(ProxyError):
     message = "Rate limit exceeded: the proxy's upstream budget for this workspace is spent"
     stale_reason = "rate_limited"
 
-    def __init__(self, retry_after: float, message: str | None = None, detail: str = "budget-spent") -> None:
+    def __init__(
+        self, retry_after: float, message: str | None = None, detail: str = "budget-spent", team: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after_seconds(retry_after)
         self.detail = detail
+        self.team = None if team is None else team_tag(team)
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
@@ -154,9 +166,10 @@ class UpstreamRateLimited(UpstreamError):
 class RelayedError(UpstreamError):
     """Another replica's failed fill, relayed to those who waited for it: the same status and body."""
 
-    def __init__(self, status: int, body: bytes, retry_after: float | None) -> None:
+    def __init__(self, status: int, body: bytes, retry_after: float | None, team: str = "") -> None:
         super().__init__("relayed", upstream_status=status)
         self.status = status
+        self.team = team or None  # already a team_tag()
         self._body = body
         self.retry_after = None if retry_after is None else retry_after_seconds(retry_after)
         self.stale_reason = {429: "rate_limited", 503: "unavailable", 504: "timeout"}.get(status, "upstream_error")
@@ -186,9 +199,11 @@ class StoreError(Exception):
     """A cache store failed. Internal: callers degrade, never answer it.
 
     `refused_write` tells a store that answers but refuses writes (Redis out of memory, or a demoted master
-    answering READONLY) apart from one that cannot be reached: reads still work in the first case.
+    answering READONLY) apart from one that cannot be reached: reads still work in the first case. `busy`: the
+    call never left this process (every connection in use past the timeout): Redis's health is not in question.
     """
 
-    def __init__(self, message: str, *, refused_write: bool = False) -> None:
+    def __init__(self, message: str, *, refused_write: bool = False, busy: bool = False) -> None:
         super().__init__(message)
         self.refused_write = refused_write
+        self.busy = busy  # never sent: this process's own connections were all in use (Redis itself is fine)

@@ -2,8 +2,11 @@
 
 - The replica that takes the lock reads the cache again first (another replica may have stored and
   released just before), then produces; a result it could not store leaves a marker for the waiters.
+- The holder extends its lock's lease while it produces: a holder that dies (SIGKILL, a lost host) leaves
+  a lock that expires within one lease, and a waiter takes it over.
 - The others wait, woken when the fill ends (polling as the fallback), and take what the holder stored,
-  the marker it left, or the lock once it is free.
+  the marker it left, or the lock once it is free. A marker of another team's budget refusal is not theirs:
+  they take the lock and fill with their own share.
 Without Redis, or while Redis refuses writes or is unreachable, every fill runs unlocked (the in-process
 coalescing in front of this still holds).
 """
@@ -19,7 +22,7 @@ from typing import Generic, Protocol, TypeVar
 
 from proxy.coalesce import ClusterLock, Marker
 from proxy.entry import Entry
-from proxy.errors import ProxyError, RelayedError, StoreError, UpstreamTimeout
+from proxy.errors import ProxyError, RelayedError, StoreError, UpstreamTimeout, team_tag
 from proxy.health import Health
 
 log = logging.getLogger("braze_proxy.filler")
@@ -114,16 +117,18 @@ class Filler:
         name: str,
         produce: Callable[[], Awaitable[T | PassedOn]],
         recheck: Callable[[], Awaitable[T | None]],
+        team: str = "",
     ) -> Filled[T]:
-        """Produce the value of `name` once across replicas; raises what `produce` raised (or a peer's error,
-        relayed), UpstreamTimeout when the peer holding the lock takes longer than the wait allows."""
+        """Produce the value of `name` once across replicas for a caller of `team`; raises what `produce` raised
+        (or a peer's error, relayed: never another team's budget refusal), UpstreamTimeout when the peer holding
+        the lock takes longer than the wait allows."""
         base = self._prefix + name
         token: str | None = None
         if self._lock is not None and self._health.writable:
             try:
                 token = await self._lock.acquire(base)
                 if token is None:
-                    waited = await self._wait_for_peer(self._lock, base, recheck)
+                    waited = await self._wait_for_peer(self._lock, base, recheck, team_tag(team))
                     if not isinstance(waited, Locked):
                         return waited
                     token = waited.token
@@ -142,6 +147,7 @@ class Filler:
         produce: Callable[[], Awaitable[T | PassedOn]],
         recheck: Callable[[], Awaitable[T | None]],
     ) -> Filled[T]:
+        lease = asyncio.ensure_future(self._keep_lease(lock, base, token))
         try:
             again = await recheck()  # a peer may have stored and released between our miss and our lock
             if again is not None:
@@ -152,16 +158,29 @@ class Filler:
                 await self._post(lock, base, Marker("passed_on", e.status, e.body, e.content_type), MARKER_SECONDS)
             return _made(produced)
         except ProxyError as error:
-            marker = Marker("error", error.status, error.body(), "application/json", error.retry_after)
+            marker = Marker("error", error.status, error.body(), retry_after=error.retry_after, team=error.team or "")
             await self._post(lock, base, marker, max(MARKER_SECONDS, error.retry_after or 0.0))
             raise
         finally:
+            lease.cancel()
             try:
                 await lock.release(base, token)
             except StoreError as error:
                 self._health.failed(error)
             try:
                 await self._wakeups.notify(base)
+            except StoreError as error:
+                self._health.failed(error)
+
+    async def _keep_lease(self, lock: ClusterLock, base: str, token: str) -> None:
+        """Extend the lock's lease while this fill runs (cancelled when it ends). A failed renewal is retried
+        at the next beat; a lease lost (expired while this replica stalled) leaves the lock to its new holder."""
+        while True:
+            await asyncio.sleep(lock.lease / 3)
+            try:
+                if not await lock.extend(base, token):
+                    log.warning("fill lock lost before the fill ended", extra={"lease_seconds": lock.lease})
+                    return
             except StoreError as error:
                 self._health.failed(error)
 
@@ -172,15 +191,15 @@ class Filler:
             self._health.failed(error)
 
     async def _wait_for_peer(
-        self, lock: ClusterLock, base: str, recheck: Callable[[], Awaitable[T | None]]
+        self, lock: ClusterLock, base: str, recheck: Callable[[], Awaitable[T | None]], team: str
     ) -> Found[T] | PassedOn | Locked:
         """Wait (bounded) for the replica holding the lock: its value, its marker, or the lock itself.
         Raises StoreError when Redis fails meanwhile (the caller then fills unlocked)."""
         with self._wakeups.watch(base) as watch:
-            return await self._poll(lock, base, recheck, watch)
+            return await self._poll(lock, base, recheck, watch, team)
 
     async def _poll(
-        self, lock: ClusterLock, base: str, recheck: Callable[[], Awaitable[T | None]], watch: Watch
+        self, lock: ClusterLock, base: str, recheck: Callable[[], Awaitable[T | None]], watch: Watch, team: str
     ) -> Found[T] | PassedOn | Locked:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_seconds
@@ -193,12 +212,14 @@ class Filler:
                 self._on_peer()
                 return Found(value)
             locked, marker = await lock.peek(base)
+            if marker is not None and marker.team not in ("", team):
+                marker = None  # another team's budget refused that fill: this caller's own share decides
             if marker is not None:
                 self._on_peer()
                 if marker.kind == "passed_on":
                     entry = Entry(marker.body, marker.status, marker.content_type, 0.0, 0.0, 0.0)  # never stored
                     return PassedOn(entry, by_peer=True)
-                raise RelayedError(marker.status, marker.body, marker.retry_after)
+                raise RelayedError(marker.status, marker.body, marker.retry_after, marker.team)
             if not locked:
                 token = await lock.acquire(base)
                 if token is not None:

@@ -55,7 +55,8 @@ class UpstreamGate:
 
     async def admit(self, payer: Payer) -> None:
         """Return when `payer` may call Braze (after waiting for a reserved token); raise RateLimited when the
-        budget refuses, Unavailable when it cannot be checked and the policy is fail-closed."""
+        budget refuses (a decision for `payer`'s team: only its callers are handed it), Unavailable when it
+        cannot be checked and the policy is fail-closed."""
         decision = await self._reserve(payer)
         self._m.tokens.labels(payer.workspace, payer.group).set(max(0.0, decision.tokens))
         if not decision.allowed:
@@ -66,20 +67,23 @@ class UpstreamGate:
                     decision.wait,
                     "Rate limit exceeded: your team is over its share of the proxy's upstream budget",
                     detail="team-share",
+                    team=payer.team,
                 )
             if decision.reason == "braze":
                 raise RateLimited(
                     decision.wait,
                     "Rate limit exceeded: Braze reports the workspace's rate limit spent until its reset",
                     detail="braze-remaining-spent",
+                    team=payer.team,
                 )
             if decision.reason == "blocked":
                 raise RateLimited(
                     decision.wait,
                     "Rate limit exceeded: the Braze API answered 429, no calls until its reset",
                     detail="braze-rate-limited",
+                    team=payer.team,
                 )
-            raise RateLimited(decision.wait)
+            raise RateLimited(decision.wait, team=payer.team)
         if decision.wait > 0:
             self._m.token_waits.inc()
             self._m.token_wait_seconds.observe(decision.wait)

@@ -90,7 +90,10 @@ class RedisHealth:
             self.failed(error)
 
     def failed(self, error: StoreError) -> None:
-        """Record a failed call and start probing (once)."""
+        """Record a failed call and start probing (once). A call that never reached Redis (this process's
+        connections all busy) says nothing about Redis: the state stays."""
+        if error.busy:
+            return
         state = after_failure(self.state, error.refused_write)
         if state != self.state:
             self._set(state, str(error))

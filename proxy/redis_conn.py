@@ -138,21 +138,35 @@ class RedisConnection:
 
     @asynccontextmanager
     async def translated(self, timeout: float) -> AsyncIterator[None]:
-        """Bound the block (waiting for a permit included) by `timeout` s; raise StoreError for any Redis failure.
+        """Bound the block by `timeout` s from when it holds a permit; raise StoreError for any Redis failure.
 
-        The block holds one of `max_connections` permits (one per task: nested blocks share it).
+        The block holds one of `max_connections` permits (one per task: nested blocks share it). Waiting for one
+        is bounded by `timeout` too, apart: a burst queued behind this process's own permits is this process
+        being busy, not Redis failing (StoreError with `busy`, which leaves Redis's health alone). Counted in
+        one bound, a burst on a starved CPU ran out its time in the queue and marked a healthy Redis down.
         """
+        if self._holding.get():
+            async with self._bounded(timeout):
+                yield
+            return
         try:
             async with asyncio.timeout(timeout):
-                if self._holding.get():
-                    yield
-                else:
-                    async with self._permits:
-                        token = self._holding.set(True)
-                        try:
-                            yield
-                        finally:
-                            self._holding.reset(token)
+                await self._permits.acquire()
+        except TimeoutError:
+            raise StoreError("redis: every connection of this process stayed busy", busy=True) from None
+        token = self._holding.set(True)
+        try:
+            async with self._bounded(timeout):
+                yield
+        finally:
+            self._holding.reset(token)
+            self._permits.release()
+
+    @asynccontextmanager
+    async def _bounded(self, timeout: float) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(timeout):
+                yield
         except REDIS_ERRORS as exc:
             raise store_error(exc) from exc
 

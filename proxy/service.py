@@ -110,7 +110,9 @@ class Service:
         self, key: str, question: AnyQuestion, credential: Credential, step: Fill, keep: bool
     ) -> Answer:
         try:
-            filled, joined = await self._flights.run(key, lambda: self._fill(key, question, credential, keep))
+            filled, joined = await self._flights.run_for(
+                key, credential.team, lambda: self._fill(key, question, credential, keep)
+            )
         except ProxyError as error:
             return stale_if_error(step.stale, error, self._clock(), self._m.stale_served)
         if joined:
@@ -127,6 +129,7 @@ class Service:
             entry_tag(key),
             produce=lambda: self._produce(key, question, credential, keep),
             recheck=lambda: self._recheck(key),
+            team=credential.team,
         )
 
     async def _produce(self, key: str, question: AnyQuestion, credential: Credential, keep: bool) -> Kept | PassedOn:

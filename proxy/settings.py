@@ -326,7 +326,7 @@ class Settings(BaseSettings):
     @property
     def fill_seconds(self) -> float:
         """The longest one fill can take: every attempt and backoff within the retry budget, plus a last call.
-        A replica's fill lock lives this long, and replicas wait this long for another's fill."""
+        Replicas wait this long for another's fill (whose lock is a short lease its holder extends meanwhile)."""
         return self.upstream_retry_budget_seconds + self.upstream_timeout + 2.0
 
     def derived(self) -> dict[str, object]:

@@ -322,8 +322,9 @@ def openapi_route() -> Callable[[web.Request], Awaitable[web.Response]]:
 
 
 def add_ops_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz, allow_head=True)
-    app.router.add_get("/readyz", readyz, allow_head=True)
+    # add_get answers HEAD on every route too (RFC 9110 §9.3.2): aiohttp sends the headers and drops the body.
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)
 
 
@@ -358,7 +359,7 @@ def create_app(
         app.on_cleanup.append(lambda _: asyncio.to_thread(tracing.shutdown))
     for endpoint in SERVED:
         handler = DataSeriesHandler(endpoint, metrics, lifecycle, settings.max_query_bytes, clock, access)
-        app.router.add_get(endpoint.path, handler.handle, allow_head=False)
+        app.router.add_get(endpoint.path, handler.handle)  # HEAD too: the same answer without its body
     app.router.add_get("/openapi.json", openapi_route())
     if settings.metrics_port is None:
         add_ops_routes(app)

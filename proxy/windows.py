@@ -125,8 +125,8 @@ class Windows:
         self, question: Question, credential: Credential, key: str, skey: str, fields: list[str], step: Fill
     ) -> Answer | None:
         try:
-            filled, joined = await self._flights.run(
-                self._flight(question, skey), lambda: self._fill(question, credential, skey, fields)
+            filled, joined = await self._flights.run_for(
+                self._flight(question, skey), credential.team, lambda: self._fill(question, credential, skey, fields)
             )
         except ProxyError as error:
             return stale_if_error(step.stale, error, self._clock(), self._m.stale_served)
@@ -162,6 +162,7 @@ class Windows:
             self._flight(question, skey),
             produce=lambda: self._produce(question, credential, skey),
             recheck=lambda: self._recheck(skey, fields),
+            team=credential.team,
         )
 
     async def _recheck(self, skey: str, fields: list[str]) -> Fetched | None:

@@ -246,3 +246,55 @@ async def _calls(session: aiohttp.ClientSession, proxy: ProxyProcess) -> float:
 async def _scrape(proxy: ProxyProcess) -> str:
     async with aiohttp.ClientSession() as session:
         return await scrape(session, proxy.url)
+
+
+async def shadow(
+    session: aiohttp.ClientSession, replicas: list[ProxyProcess], query: str, token: str, until: float
+) -> None:
+    """The flood asking one question over and over (no pause) until `until`: its refused fills are in flight
+    whenever another team asks the same question."""
+    turn = itertools.count()
+    while time.monotonic() < until:
+        url = f"{replicas[next(turn) % len(replicas)].url}{PATH}?{query}"
+        await get(session, url, bearer(token))
+
+
+@pytest.mark.parametrize("count", [1, 3], ids=["one-replica", "three-replicas"])
+async def test_a_flood_asking_a_polite_teams_questions_does_not_hand_it_its_refusals(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: object,
+    capsys: pytest.CaptureFixture[str],
+    count: int,
+) -> None:
+    """Managed mode shares one cache scope between teams: the polite team's request joins the flood's fill of the
+    same question (in process, or across replicas through the lock and its failure marker). The flood's refusal
+    is its own share's decision: the polite team's share decides for it."""
+    tokens = "flood:tok-flood,polite:tok-polite"
+    replicas = start_replicas(
+        start_proxy,
+        redis_server.url,
+        count=count,
+        API_KEY="managed",
+        CLIENT_TOKENS=tokens,
+        RATE_LIMIT_MAX_WAIT_SECONDS=0,  # refused at once, not queued: the flood's refusals are many and quick
+    )
+    asked = [question() for _ in range(18)]
+    polite: list[Outcome] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
+        drain = asyncio.ensure_future(team(replicas, "tok-flood", 1.0 + 18 * 0.5, flood=True))
+        await asyncio.sleep(1.0)  # the flood is over its share
+        for i, query in enumerate(asked):
+            until = time.monotonic() + 0.5
+            shadows = [asyncio.ensure_future(shadow(session, replicas, query, "tok-flood", until)) for _ in range(3)]
+            await asyncio.sleep(0.1)  # the flood is asking it: its fills (refused) are in flight
+            url = f"{replicas[i % count].url}{PATH}?{query}"
+            polite.append(await get(session, url, bearer("tok-polite")))
+            await asyncio.gather(*shadows)
+        flood = await drain
+    answered = sum(o.status == 200 for o in polite)
+    refused = [o.body for o in polite if o.status != 200]
+    assert flood.counts["429"] > 0, ("the flood was refused (over its share)", flood.counts, answered)
+    assert answered >= 17, refused
+    report(capsys, f"polite team beside a flood asking its questions, {count} replica(s): {answered}/18 answered")

@@ -23,6 +23,21 @@ def test_a_refused_write_degrades_writes_and_anything_else_is_down() -> None:
         assert after_failure(state, refused_write=False) == "down"  # type: ignore[arg-type]
 
 
+async def test_a_busy_process_says_nothing_about_redis() -> None:
+    from proxy.health import RedisHealth
+
+    async def fine() -> None:
+        return None
+
+    seen: list[State] = []
+    health = RedisHealth(fine, fine, seen.append)
+    health.failed(StoreError("redis: every connection of this process stayed busy", busy=True))
+    assert health.state == "up" and seen == ["up"]
+    health.failed(StoreError("redis: TimeoutError"))
+    assert health.state == "down"
+    await health.close()
+
+
 def test_recovery_takes_several_good_probes_in_a_row() -> None:
     state: State = "down"
     streak = 0

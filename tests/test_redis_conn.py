@@ -245,6 +245,31 @@ async def test_translated_bounds_the_call_and_the_wait_for_a_permit(standalone: 
     assert peak == 4  # max_connections
 
 
+async def test_a_burst_queued_behind_the_permits_is_busy_not_a_redis_failure(standalone: RedisConnection) -> None:
+    """Waiting for a permit and the call are bounded apart: a call queued behind this process's own burst fails
+    as `busy` (Redis's health is not in question), and a call that got its permit has its whole time."""
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with standalone.translated(5):
+            await release.wait()
+
+    holders = [asyncio.ensure_future(hold()) for _ in range(4)]  # every permit (max_connections) in use
+    await asyncio.sleep(0.05)
+    with pytest.raises(StoreError) as caught:
+        async with standalone.translated(0.1):
+            pytest.fail("ran without a permit")
+    assert caught.value.busy and not caught.value.refused_write
+    release.set()
+    await asyncio.gather(*holders)
+
+    async def queued_then_slow() -> None:
+        async with standalone.translated(0.3):
+            await asyncio.sleep(0.2)  # 0.2 s in the queue, then 0.2 s of call: each inside its own bound
+
+    await asyncio.gather(*(queued_then_slow() for _ in range(8)))
+
+
 async def test_out_of_memory_refuses_writes_but_reads_work() -> None:
     require_tool("redis-server")
     with Node(args=["--maxmemory-policy", "noeviction"]) as full:

@@ -140,7 +140,11 @@ async def test_300_concurrent_identical_cold_requests_over_3_replicas_make_one_u
     client: aiohttp.ClientSession,
 ) -> None:
     standin.config(latency=0.5)
-    replicas = start_replicas(start_proxy, redis_server)
+    # Coalescing, not a Redis outage, is under test: on a starved CPU (the suite's workers beside busy loops) the
+    # round trips of 100 requests a replica came close to 0.5 s and one timing out marked Redis down, and that
+    # replica then filled unlocked (a second call, by design while Redis is out of reach). A generous bound keeps
+    # "Redis answers" true here; a burst queued behind a replica's own connections no longer counts against it.
+    replicas = start_replicas(start_proxy, redis_server, REDIS_TIMEOUT=5)
     started = time.monotonic()
     replies = await spread(client, replicas, [SETTLED] * 300)
     elapsed = time.monotonic() - started

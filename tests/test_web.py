@@ -30,7 +30,7 @@ async def test_an_unknown_path_is_a_json_404_with_a_cache_status(proxy: InProces
 async def test_a_wrong_method_is_a_405_that_says_what_is_allowed(proxy: InProcessProxy) -> None:
     async with proxy.client.post("/sessions/data_series?length=1", data=b"x") as response:
         assert response.status == 405
-        assert response.headers["Allow"] == "GET"
+        assert response.headers["Allow"] == "GET, HEAD"
         assert response.headers["Cache-Status"] == "braze-proxy; fwd=bypass"
         assert (await response.json())["message"].startswith("Method not allowed: braze-proxy serves Braze's read-only")
 
