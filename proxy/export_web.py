@@ -2,7 +2,7 @@
 
 - GET of an export row: validated and authenticated, then the service answers (kept by the row's class, or only
   coalesced); Braze's `Link` header goes with the body, pointed at the proxy when Braze wrote it absolute.
-- Any other method on any path: a Braze-style 405 with `Allow: GET`, never forwarded (managed-key mode above
+- Any other method on any path: a Braze-style 405 with `Allow: GET, HEAD`, never forwarded (managed-key mode above
   all: a team token must never spend the managed key on a write), logged and counted.
 - A GET to a path the proxy does not serve: a JSON 404 naming the path (never the query), logged and counted
   under the one label `braze_endpoint="unserved"`.
@@ -44,7 +44,7 @@ class Refused(ClientError):
     status = 405
 
     def headers(self) -> dict[str, str]:
-        return {"Allow": "GET"}
+        return {"Allow": "GET, HEAD"}
 
 
 class Unserved(ClientError):
@@ -192,5 +192,5 @@ def add_export_routes(
     outcome = Outcome(metrics, access)
     for export in EXPORTS:
         handler = ExportHandler(export, outcome, lifecycle, max_query, upstream)
-        app.router.add_get(export.path, handler.handle, allow_head=False)
+        app.router.add_get(export.path, handler.handle)  # HEAD too: the same answer without its body
     app.router.add_route("*", "/{tail:.*}", Fallback(outcome).handle)

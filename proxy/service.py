@@ -72,14 +72,11 @@ class Service:
         """Answer one validated question (`key` is its cache key; `instant` the client's own `ending_at`, None
         for "now"); raises ProxyError when there is no answer. A flat series is answered from its buckets
         when they check out, else exactly, for the client's own instant."""
-        if self._windows is not None:
-            if question.endpoint.flat:
-                assembled = await self._windows.answer(question, credential, key)
-                if assembled is not None:
-                    return assembled
-                return await self._exact(question, credential, instant)
-            if not await self._windows.vouched(question, credential):  # our days may not be Braze's there
-                return await self._exact(question, credential, instant)
+        if self._windows is not None and question.endpoint.flat:
+            assembled = await self._windows.answer(question, credential, key)
+            return assembled if assembled is not None else await self._exact(question, credential, instant)
+        if self._windows is not None and not await self._windows.alignment.vouches(question, credential.scope):
+            return await self._exact(question, credential, instant)  # our days may not be Braze's there
         return await self._cached(question, credential, key)
 
     async def answer_export(self, question: ExportQuestion, credential: Credential, key: str) -> Answer:
@@ -87,9 +84,8 @@ class Service:
         return await self._cached(question, credential, key, keep=question.endpoint.stored)
 
     async def _exact(self, question: Question, credential: Credential, instant: datetime | None) -> Answer:
-        """The question as the client asked it: kept under its own instant when it named one; for "now" never
-        kept (no later request can know it falls in the same Braze bucket). Its key is marked `:exact`: an instant
-        at a bucket's start would otherwise be the bucket's own key, which every instant of the bucket reads."""
+        """The question as the client asked it, kept under its own instants (never for "now": no later request can
+        know it falls in the same Braze bucket), its key marked `:exact` (never a bucket's own key)."""
         at = instant if instant is not None else datetime.fromtimestamp(self._clock(), UTC)
         exact = replace(question, ending_at=at, starting_at=question.asked_start or question.starting_at)
         key = exact.cache_key(credential.scope) + EXACT_MARK

@@ -363,8 +363,7 @@ def create_app(
     app.router.add_get("/openapi.json", openapi_route())
     if settings.metrics_port is None:
         add_ops_routes(app)
-    # Imported here: export_web builds on this module's responses. Last, for its fallback takes every other path.
-    from proxy.export_web import add_export_routes
+    from proxy.export_web import add_export_routes  # builds on this module; last: its fallback takes the rest
 
     add_export_routes(app, metrics, lifecycle, access, settings.max_query_bytes, settings.upstream_url)
     return app

@@ -72,7 +72,7 @@ class Windows:
         self._health = health
         self._filler = filler
         self._asker = asker
-        self._alignment = alignment
+        self.alignment = alignment  # the label checks: Service keys Canvas questions by them too
         self._freshness = freshness
         self._zone = zone
         self._widen = widen
@@ -93,12 +93,12 @@ class Windows:
         if question.ending_at > series.current_bucket(now, unit, self._zone):
             return None  # a window reaching into the future: Braze's answer for it is its own
         skey = series.series_key(question, scope, self._zone_name)
-        if self._alignment.odd(skey, now):
+        if self.alignment.odd(skey, now):
             return None
         starts = series.window(question, self._zone)
-        known = self._alignment.standing(scope, unit, starts, now)
+        known = self.alignment.standing(scope, unit, starts, now)
         if None in known and False not in known:  # another replica may have checked these dates
-            known = await self._alignment.load(scope, unit, starts)
+            known = await self.alignment.load(scope, unit, starts)
         if False in known:
             return None
         fields = [series.field(start) for start in starts]
@@ -117,10 +117,6 @@ class Windows:
             return decisions.stale(step.entry, now, "stale-while-revalidate")
         return await self._fill_and_answer(question, credential, key, skey, fields, step)
 
-    async def vouched(self, question: Question, credential: Credential) -> bool:
-        """Whether a question of another shape (Canvas) may be keyed by its buckets (alignment.py)."""
-        return await self._alignment.vouches(question, credential.scope)
-
     async def _fill_and_answer(
         self, question: Question, credential: Credential, key: str, skey: str, fields: list[str], step: Fill
     ) -> Answer | None:
@@ -130,7 +126,8 @@ class Windows:
             )
         except ProxyError as error:
             return stale_if_error(step.stale, error, self._clock(), self._m.stale_served)
-        self._m.coalesced.labels("process").inc() if joined else None
+        if joined:
+            self._m.coalesced.labels("process").inc()
         had_stale = step.stale is not None
         if isinstance(filled, PassedOn):
             return passed_on(filled, joined=joined, had_stale=had_stale)
@@ -182,7 +179,7 @@ class Windows:
         starts = series.window(wide, self._zone)
         # Every date the fetch holds is checked before anything is kept. Braze's refusal of a probe is not this
         # question's: it is asked exactly (a remembered 401/403 then costs nothing).
-        vouched = await self._alignment.vouch(credential, wide, starts, payer)
+        vouched = await self.alignment.vouch(credential, wide, starts, payer)
         if isinstance(vouched, PassedOn):
             return Exact()
         own = set(series.window(question, self._zone))
@@ -198,10 +195,10 @@ class Windows:
         labelled = series.points_of(reply.answer.body)
         wrong = None if labelled is None else series.mismatch(labelled, starts, wide.unit, self._zone)
         if labelled is None or len(labelled) != len(starts):
-            self._alignment.set_odd(skey, wide.unit, now)
+            self.alignment.set_odd(skey, wide.unit, now)
             return Exact()
         if wrong is not None:  # the dates were vouched for, yet the labels disagree: they are not any more
-            await self._alignment.contradict(credential.scope, wide.unit, starts[-1], *wrong)
+            await self.alignment.contradict(credential.scope, wide.unit, starts[-1], *wrong)
             await self._drop(skey, [series.field(s) for s in starts])
             return Exact()
         stamped = series.stamp(wide, starts, [raw for _, raw in labelled], now, self._freshness)

@@ -112,7 +112,8 @@ async def test_an_airbyte_style_full_sync_gets_brazes_records_and_a_second_costs
     assert first == direct == second
     assert all(first[stream] for stream in first), [s for s in first if not first[s]]
     assert sum(len(v) for v in first.values()) > 500
-    assert first_calls <= direct_calls + 2  # windows check Braze's day labels once (one call more at most)
+    # windows check the dates they keep against Braze's labels (docs/windows.md): a few calls per credential and unit
+    assert first_calls <= direct_calls + 20
     assert second_calls <= first_calls // 10, (first_calls, second_calls)
     print(f"full sync: {direct_calls} calls direct, {first_calls} through the proxy, then {second_calls}")
 
@@ -191,6 +192,6 @@ async def test_the_mcp_servers_read_tools_answer_as_braze_and_its_write_tools_ne
         for method, path in WRITE_TOOLS:
             async with session.request(method, f"{base.rstrip('/')}{path}", json={"name": "x"}) as response:
                 assert response.status == 405, (method, path)
-                assert response.headers["Allow"] == "GET"
+                assert response.headers["Allow"] == "GET, HEAD"
                 assert "send writes to Braze directly" in (await response.json())["message"]
     assert standin.state.calls == 0

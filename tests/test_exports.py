@@ -219,7 +219,7 @@ async def test_a_write_is_refused_without_an_upstream_call(
     headers = {"Authorization": "Bearer key-a", "Content-Type": "application/json"}
     async with proxy.client.request(method, path_of(export), data=b"{}", headers=headers) as response:
         assert response.status == 405
-        assert response.headers["Allow"] == "GET"
+        assert response.headers["Allow"] == "GET, HEAD"
         body = await response.json()
     assert body["message"].startswith("Method not allowed: braze-proxy serves Braze's read-only export API")
     assert standin.state.calls == 0
@@ -230,7 +230,7 @@ async def test_writes_clients_make_are_refused_in_managed_mode_above_all(standin
     async with proxy_in_process(standin.url, api_key="managed-key", client_tokens="growth:tok-g") as proxy:
         for path in ("/content_blocks/create", "/templates/email/update", "/media_library/create", "/users/track"):
             async with proxy.client.post(path, json={"name": "x"}, headers={"Authorization": "Bearer tok-g"}) as r:
-                assert r.status == 405 and r.headers["Allow"] == "GET"
+                assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
         async with proxy.client.delete("/catalogs/restaurants/items", headers={"Authorization": "Bearer tok-g"}) as r:
             assert r.status == 405
         assert (await proxy.get("", key="tok-g", path="/catalogs")).status == 200
@@ -324,18 +324,20 @@ async def test_airbytes_list_paging_is_one_entry_a_page(proxy: InProcessProxy, s
 
 
 async def test_an_unserved_path_is_a_json_404_logged_and_counted(
-    standin: StandinServer, caplog: pytest.LogCaptureFixture
+    standin: StandinServer, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="braze_proxy.access"):
+    with caplog.at_level(logging.INFO, logger="braze_proxy.access"):  # the access log is on at INFO
         async with proxy_in_process(standin.url) as proxy:
             reply = await proxy.get("api_key=secret-key&x=1", path="/users/export/ids")
             scraped = await proxy.scrape()
+    written = capfd.readouterr().err  # the access log's batches go to stderr, the last one at shutdown
     assert reply.status == 404
     assert reply.json()["message"] == "Not found: braze-proxy does not serve GET /users/export/ids"
     assert "secret-key" not in reply.body.decode()
-    (line,) = [r for r in caplog.records if r.name == "braze_proxy.access"]
-    assert line.braze_endpoint == "unserved" and line.status == 404  # type: ignore[attr-defined]
-    assert "secret-key" not in caplog.text and "/users/export/ids" not in caplog.text
+    lines = [json.loads(x) for x in written.splitlines() if '"braze_proxy.access"' in x]
+    (line,) = [x for x in lines if x["braze_endpoint"] == "unserved"]
+    assert line["status"] == 404
+    assert "secret-key" not in written and "/users/export/ids" not in written
     assert 'braze_proxy_requests_total{braze_endpoint="unserved",cache="bypass",code="404"} 1.0' in scraped
     assert "/users/export/ids" not in scraped  # never the raw path as a label value
     assert standin.state.calls == 0

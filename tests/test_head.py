@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from proxy.endpoints import SERVED, Endpoint
+from proxy.exports import EXPORTS, Export
 from tests.braze_standin import StandinServer
 from tests.harness import InProcessProxy, Reply, proxy_in_process, standin_in_process
 from tests.test_endpoints import query_of
+from tests.test_exports import path_of
+from tests.test_exports import query_of as export_query_of
 
 # Headers that differ between two answers to the same question on their own (when, which request).
 PER_ANSWER = {"Date", "X-Request-ID", "Age"}
@@ -96,6 +99,22 @@ async def test_every_get_route_answers_head(proxy: InProcessProxy) -> None:
         if r.resource is not None
     }
     gets = {path for path, method in methods if method == "GET"}
-    assert gets == {e.path for e in SERVED} | set(OPS)
+    assert gets == {e.path for e in SERVED} | {e.path for e in EXPORTS} | set(OPS)
     assert {path for path, method in methods if method == "HEAD"} == gets
     assert routes >= gets
+
+
+@pytest.mark.parametrize("export", EXPORTS, ids=[e.name for e in EXPORTS])
+async def test_head_of_an_export_is_its_get_without_the_body(
+    proxy: InProcessProxy, standin: StandinServer, export: Export
+) -> None:
+    path, query = path_of(export), export_query_of(export)
+    cold = await head(proxy, path, query)
+    assert cold.body == b""
+    calls = standin.state.calls
+    assert calls <= 1, "a cold HEAD asks Braze at most once, as the GET would"
+    got = await proxy.get(query, path=path)
+    assert got.status == cold.status and got.body
+    warm = await head(proxy, path, query)
+    assert warm.status == got.status and warm.body == b""
+    assert warm.headers.get("Content-Type") == got.headers.get("Content-Type")
