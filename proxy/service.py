@@ -69,9 +69,8 @@ class Service:
     async def answer(
         self, question: Question, credential: Credential, key: str, instant: datetime | None = None
     ) -> Answer:
-        """Answer one validated question (`key` is its cache key; `instant` the client's own `ending_at`, None
-        for "now"); raises ProxyError when there is no answer. A flat series is answered from its buckets
-        when they check out, else exactly, for the client's own instant."""
+        """Answer one validated question (`key`: its cache key; `instant`: the client's own `ending_at`, None for
+        "now") from its buckets where they check out, else exactly; raises ProxyError when there is no answer."""
         if self._windows is not None and question.endpoint.flat:
             assembled = await self._windows.answer(question, credential, key)
             return assembled if assembled is not None else await self._exact(question, credential, instant)
