@@ -439,7 +439,7 @@ def test_config_map_holds_only_real_settings_that_the_proxy_accepts(
     # The proxy's own validation accepts what the chart writes (secret values stand in).
     fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in data.items()}
     if "BRAZE_PROXY_CLIENT_TOKENS" in secrets:
-        fields |= {"api_key": "k", "client_tokens": "team:t"}
+        fields |= {"api_key": "k", "client_tokens": "team:0123456789abcdef"}
     ca_file = fields.get("redis_tls_ca_file")
     if ca_file is not None:  # a file the pod mounts: it must be the mounted volume's, and stands in here
         mounts = {m["mountPath"] for m in container(objects).get("volumeMounts", [])}

@@ -247,11 +247,11 @@ async def test_upstream_timeout_is_a_504_within_the_timeout(
 async def test_managed_key_mode_with_client_tokens(
     http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
 ) -> None:
-    proxy = start_proxy(API_KEY=KEY_A, CLIENT_TOKENS="growth:tok-growth,billing:tok-billing")
-    assert (await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-unknown")).status == 401
+    proxy = start_proxy(API_KEY=KEY_A, CLIENT_TOKENS="growth:tok-growth-0123456789,billing:tok-billing-0123456789")
+    assert (await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-unknown-0123456789")).status == 401
     assert (await get(http, proxy, "length=2&ending_at=2018-06-28", key=None)).status == 401
-    growth = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-growth")
-    billing = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-billing")
+    growth = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-growth-0123456789")
+    billing = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-billing-0123456789")
     assert growth.status == billing.status == 200 and growth.body == billing.body  # one workspace, one entry
     (call,) = standin.stats()["requests"]
     assert call["authorization"] == f"Bearer {KEY_A}"  # the managed key, never the client's token
