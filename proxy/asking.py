@@ -59,6 +59,7 @@ class Asker:
             question.upstream_params(self._zone),
             credential.upstream_key,
             payer or self.payer(credential, question.endpoint),
+            credential.managed,
         )
         return await self._fetcher.fetch(call)
 

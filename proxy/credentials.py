@@ -106,6 +106,7 @@ class Credential:
     team: str  # its team inside the budget: a configured name, or the scope of a pass-through key
     team_label: str  # for logs and metrics: a configured team name, "anonymous" or "pass-through"
     weight: float = 1.0
+    managed: bool = False  # the upstream key is the proxy's own: Braze refusing it is the operators' problem
 
     def __repr__(self) -> str:  # keep the key out of any accidental log or traceback
         return f"Credential(scope={self.scope!r}, team={self.team_label!r}, workspace={self.workspace!r})"
@@ -151,11 +152,20 @@ class Authenticator:
     def managed(self) -> bool:
         return self._managed is not None
 
+    def managed_workspace(self) -> str | None:
+        """The workspace the proxy's own key spends (None in pass-through mode)."""
+        return None if self._managed is None else self._managed[2]
+
     def team_labels(self) -> list[str]:
         """Every team label this authenticator can give (for metrics initialised at zero)."""
+        return [label for label, _ in self.team_weights()]
+
+    def team_weights(self) -> list[tuple[str, float]]:
+        """Every team label this authenticator can give, with its weight (pass-through keys and anonymous: 1)."""
         if self._managed is None:
-            return [PASS_THROUGH]
-        return [name for _, name, _ in self._teams] + ([ANONYMOUS] if self._anonymous or not self._teams else [])
+            return [(PASS_THROUGH, 1.0)]
+        anonymous = [(ANONYMOUS, 1.0)] if self._anonymous or not self._teams else []
+        return [(name, weight) for _, name, weight in self._teams] + anonymous
 
     def resolve(self, authorization: str | None, legacy_key: str | None) -> Credential:
         """The credential for a request; raises Unauthorized."""
@@ -166,14 +176,14 @@ class Authenticator:
             scope, key, workspace = self._managed
             # Without client tokens configured there is nothing to check a bearer against: it is ignored.
             if not self._teams or (token is None and self._anonymous):
-                return Credential(scope, key, workspace, ANONYMOUS, ANONYMOUS)
+                return Credential(scope, key, workspace, ANONYMOUS, ANONYMOUS, managed=True)
             if token is None:
                 raise Unauthorized("Unauthorized: a client token is required ('Authorization: Bearer <token>')")
             found = self._team_of(token)
             if found is None:
                 raise Unauthorized("Unauthorized: unknown client token")
             name, weight = found
-            return Credential(scope, key, workspace, name, name, weight)
+            return Credential(scope, key, workspace, name, name, weight, managed=True)
         given = token or legacy_key
         if not given or not well_formed(given):
             raise Unauthorized()

@@ -258,6 +258,40 @@ async def test_managed_key_mode_with_client_tokens(
     assert '"team": "growth"' in proxy.logs() or '"team":"growth"' in proxy.logs()
 
 
+async def test_a_managed_key_braze_refuses_is_a_502_an_error_line_and_a_metric(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
+) -> None:
+    """Issue 24: Braze refusing the proxy's own key was passed on as a 401 that blamed the client's token."""
+    proxy = start_proxy(API_KEY=KEY_A, CLIENT_TOKENS="growth:tok-growth-0123456789")
+    async with http.get(f"{proxy.url}/metrics") as before:
+        assert metric(await before.text(), "braze_proxy_managed_key_refusals_total", workspace="default") == 0
+    standin.config(rejected_keys=[KEY_A])
+    reply = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-growth-0123456789")
+    assert reply.status == 502
+    message = str(reply.json()["message"])
+    assert "Braze refused the proxy's own API key (HTTP 401)" in message and "your token is fine" in message
+    assert KEY_A.encode() not in reply.body and b"tok-growth" not in reply.body
+    async with http.get(f"{proxy.url}/metrics") as after:
+        text = await after.text()
+    assert metric(text, "braze_proxy_managed_key_refusals_total", workspace="default") == 1
+    assert metric(text, "braze_proxy_requests_total", braze_endpoint="sessions", code="502") == 1
+    lines = [json.loads(line) for line in proxy.logs().splitlines() if line.startswith("{")]
+    errors = [line for line in lines if line.get("level") == "error"]
+    assert any("refused the proxy's own API key" in line["message"] for line in errors), errors
+    assert KEY_A not in proxy.logs()
+
+
+async def test_in_pass_through_mode_a_refused_key_is_the_clients_own_401(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
+) -> None:
+    proxy = start_proxy()
+    standin.config(rejected_keys=[KEY_A])
+    reply = await get(http, proxy, "length=2&ending_at=2018-06-28", KEY_A)
+    assert reply.status == 401 and reply.json()["message"] == "Invalid API key: key not recognized"
+    async with http.get(f"{proxy.url}/metrics") as scraped:
+        assert metric(await scraped.text(), "braze_proxy_managed_key_refusals_total") is None
+
+
 async def test_ttl_depends_on_unit_and_phase(
     http: aiohttp.ClientSession, proxy: ProxyProcess, standin: StandinProcess, keys: Keys
 ) -> None:
