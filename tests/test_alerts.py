@@ -158,3 +158,11 @@ def test_the_budget_alert_is_tested_firing_for_the_default_group_and_another() -
                 fired |= {(a["exp_labels"]["workspace"], a["exp_labels"]["group"]) for a in check.get("exp_alerts", [])}
     assert ("default", "default") in fired
     assert any(group != "default" for _, group in fired), fired
+
+
+def test_the_team_refused_runbook_points_at_what_is_true() -> None:
+    """Issue 24: it said the access log shows parameters (it never does) and sent readers to BUDGET_GROUPS for
+    team shares (they are the weights in CLIENT_TOKENS)."""
+    page = (RUNBOOKS / "BrazeProxyTeamRefused.md").read_text()
+    assert "endpoint and parameters" not in page and "never hold the parameters" in page
+    assert "BRAZE_PROXY_CLIENT_TOKENS" in page and "name:token:weight" in page

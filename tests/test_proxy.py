@@ -258,6 +258,27 @@ async def test_managed_key_mode_with_client_tokens(
     assert '"team": "growth"' in proxy.logs() or '"team":"growth"' in proxy.logs()
 
 
+async def test_counters_of_known_endpoints_start_at_zero(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory
+) -> None:
+    """Issue 24: docs/metrics.md said so, but requests, upstream calls and retries had no series before the first."""
+    proxy = start_proxy()
+    async with http.get(f"{proxy.url}/metrics") as scraped:
+        text = await scraped.text()
+    for endpoint in ("sessions", "campaigns"):
+        for cache in ("hit", "miss"):
+            assert metric(text, "braze_proxy_requests_total", braze_endpoint=endpoint, cache=cache, code="200") == 0
+        assert metric(text, "braze_proxy_upstream_retries_total", braze_endpoint=endpoint) == 0
+    default = {"workspace": "default", "code": "200"}
+    assert (
+        metric(text, "braze_proxy_upstream_requests_total", braze_endpoint="sessions", group="default", **default) == 0
+    )
+    assert (
+        metric(text, "braze_proxy_upstream_requests_total", braze_endpoint="campaigns", group="campaigns", **default)
+        == 0
+    )
+
+
 async def test_a_managed_key_braze_refuses_is_a_502_an_error_line_and_a_metric(
     http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
 ) -> None:
