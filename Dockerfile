@@ -7,6 +7,8 @@
 # Port 8080 serves the proxied endpoint, /healthz, /readyz and /metrics (BRAZE_PROXY_PORT changes it;
 # BRAZE_PROXY_METRICS_PORT moves /metrics, /healthz and /readyz to a port of their own). The health check
 # asks /healthz on whichever port serves it. Settings are BRAZE_PROXY_* variables: see `braze-proxy --help`.
+# Tracing works out of the box: the lock holds the `otel` extra (OpenTelemetry SDK and OTLP/HTTP exporter), so
+# setting OTEL_EXPORTER_OTLP_ENDPOINT (docs/tracing.md) is enough; the build fails if they cannot be imported.
 #
 # Everything that lands in the image is pinned: the base image by digest (the multi-platform index, so
 # amd64 and arm64 builds both resolve), the dependencies by hash (requirements.lock, `make lock`), the
@@ -44,7 +46,8 @@ COPY proxy ./proxy
 # afresh), then installed with --no-deps: every dependency came from the lock above.
 RUN python -m pip wheel --no-cache-dir --no-build-isolation --no-deps --wheel-dir /tmp/dist . \
     && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-index --no-deps /tmp/dist/*.whl \
-    && /opt/venv/bin/braze-proxy --help > /dev/null
+    && /opt/venv/bin/braze-proxy --help > /dev/null \
+    && /opt/venv/bin/python -c "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
 # --- runtime: the virtualenv only; no compiler, no installer, no source tree, no build caches --------------
 FROM ${PYTHON_IMAGE}

@@ -9,15 +9,27 @@ APT_PACKAGES := redis-server redis-tools prometheus nginx wrk util-linux openssl
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The proxy and its runtime dependencies, in a local virtual environment.
-install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+# The proxy and its runtime dependencies, in a local virtual environment: installed once (editable, so source
+# changes need no reinstall), again only when pyproject.toml changes. The stamps live in the venv.
+INSTALLED := $(VENV)/.installed
+DEPS_INSTALLED := $(VENV)/.deps-installed
+# -qq: errors only (not setuptools' notes on editable installs, dozens of lines each time).
+PIP_QUIET := -qq --disable-pip-version-check
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_QUIET) -e .
+	@touch $@
 
 # Runtime + test dependencies (the tools the tests run for real included).
-deps: $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(DEPS_INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_QUIET) -e '.[test]'
+	@touch $@ $(INSTALLED)
+
+install: $(INSTALLED)
+
+deps: $(DEPS_INSTALLED)
 
 # Tools the tests and the bench run for real (redis-server, promtool/prometheus, nginx, wrk).
 system-deps:
@@ -32,12 +44,20 @@ system-deps:
 run: install
 	$(BIN)/braze-proxy
 
-# The Braze stand-in on :8081 and the proxy on :8080 in front of it: try it without a Braze key.
+# The Braze stand-in and the proxy in front of it: try it without a Braze key. The proxy listens on DEMO_PORT;
+# the stand-in on DEMO_STANDIN_PORT (0: any free port), and the proxy is pointed at the port the stand-in
+# actually bound (its READY line), never at whatever else may listen on a fixed one.
+DEMO_PORT ?= 8080
+DEMO_STANDIN_PORT ?= 0
 demo: install
-	@$(BIN)/python -m tests.braze_standin --port 8081 & standin=$$!; \
-	trap 'kill $$standin 2>/dev/null' EXIT INT TERM; \
-	echo "try: curl -si 'http://127.0.0.1:8080/sessions/data_series?length=7' -H 'Authorization: Bearer demo-key'  (twice)"; \
-	BRAZE_PROXY_UPSTREAM_URL=http://127.0.0.1:8081 $(BIN)/braze-proxy
+	@out=$$(mktemp); $(BIN)/python -m tests.braze_standin --port $(DEMO_STANDIN_PORT) > $$out & standin=$$!; \
+	trap 'kill $$standin 2>/dev/null; rm -f $$out' EXIT INT TERM; \
+	for _ in $$(seq 100); do grep -q '^READY ' $$out && break; kill -0 $$standin 2>/dev/null || break; sleep 0.1; done; \
+	upstream=$$(sed -n 's/^READY //p' $$out); \
+	if [ -z "$$upstream" ]; then echo "make demo: the stand-in did not start (is port $(DEMO_STANDIN_PORT) taken?)" >&2; exit 1; fi; \
+	echo "stand-in: $$upstream; proxy: http://127.0.0.1:$(DEMO_PORT)"; \
+	echo "try: curl -si 'http://127.0.0.1:$(DEMO_PORT)/sessions/data_series?length=7' -H 'Authorization: Bearer demo-key'  (twice)"; \
+	BRAZE_PROXY_PORT=$(DEMO_PORT) BRAZE_PROXY_UPSTREAM_URL=$$upstream $(BIN)/braze-proxy
 
 # Four workers on two cores: the suite's processes spend part of their time waiting on sockets and
 # timers. Bytecode caches on even where PYTHONDONTWRITEBYTECODE is set: otherwise each of the suite's
@@ -68,7 +88,8 @@ bench: deps system-deps
 soak: deps system-deps
 	$(BIN)/python -m tests.soak --seconds 300
 
-# requirements.lock: the image's runtime dependencies, pinned with hashes. Resolved for CPython 3.11 on linux
+# requirements.lock: the image's runtime dependencies (the `otel` extra included: the image can trace), pinned
+# with hashes. Resolved for CPython 3.11 on linux
 # x86_64 and aarch64 (the two must agree), wheels only, from releases published before LOCK_BEFORE, so a rerun
 # writes the same file; raise LOCK_BEFORE to take newer releases.
 UV_VERSION := 0.13.8
@@ -78,7 +99,7 @@ lock:
 	rm -rf build/lock && $(PYTHON) -m venv build/lock
 	build/lock/bin/python -m pip install --quiet uv==$(UV_VERSION)
 	for platform in $(LOCK_PLATFORMS); do \
-		build/lock/bin/uv pip compile pyproject.toml --quiet --no-cache --python-version 3.11 \
+		build/lock/bin/uv pip compile pyproject.toml --extra otel --quiet --no-cache --python-version 3.11 \
 			--python-platform $$platform --only-binary :all: --generate-hashes --exclude-newer $(LOCK_BEFORE) \
 			--custom-compile-command 'make lock' --output-file build/lock/$$platform.txt || exit 1; \
 	done

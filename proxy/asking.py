@@ -70,6 +70,7 @@ class Asker:
             credential.upstream_key,
             payer or self.payer(credential, question.endpoint),
             question.upstream_path,
+            credential.managed,
         )
         return await self._fetcher.fetch(call)
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from proxy import __version__
 from proxy.metrics import MULTIPROC_ENV
+from proxy.reference import shown_default
 from proxy.settings import (
     ENV_PREFIX,
     Settings,
@@ -41,8 +42,7 @@ WORKER_ENV = "BRAZE_PROXY__WORKER"  # on processes started by --workers: how man
 def settings_help() -> str:
     lines = ["settings (environment variables, or a .env file in the working directory):"]
     for name, spec in Settings.model_fields.items():
-        default = spec.default
-        shown = "unset" if default is None else str(default)
+        shown = shown_default(spec) or "unset"
         description = spec.description or ""
         lines.append(f"  {ENV_PREFIX}{name.upper()}  (default: {shown})")
         lines.extend(textwrap.wrap(description, 96, initial_indent="      ", subsequent_indent="      "))
@@ -77,12 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SETTINGS
     unknown = unknown_variables(env_file_variables() | dict(os.environ))
     if args.check:
-        for name in unknown:
-            print(f"braze-proxy: warning: {name} is not a setting (a typo?); it is ignored", file=sys.stderr)
-        for name, value in settings.derived().items():
-            print(f"braze-proxy: derived {name} = {value}")
-        print("braze-proxy: settings are valid")
-        return 0
+        return check(settings, unknown)
     from proxy.logs import configure
     from proxy.server import serve
 
@@ -93,6 +88,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return supervise(args.workers)
     workers = int(os.environ.get(WORKER_ENV) or 0)
     return serve(settings, reuse_port=workers > 0, workers=max(1, workers))
+
+
+def check(settings: Settings, unknown: list[str]) -> int:
+    """`--check`: the settings, unknown variables, and Redis (asked, bounded); 0 if a start would work."""
+    import asyncio
+
+    from proxy import preflight
+
+    problems = preflight.unknown_variable_problems(unknown)
+    redis = asyncio.run(preflight.redis_problem(settings))
+    problems += [redis] if redis else []
+    for problem in problems:
+        print(f"braze-proxy: error: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_BAD_SETTINGS
+    print(f"braze-proxy: {preflight.store_description(settings)}")
+    print(f"braze-proxy: {preflight.fill_explanation(settings)}")
+    print("braze-proxy: settings are valid")
+    return 0
 
 
 def supervise(workers: int) -> int:

@@ -39,7 +39,7 @@ from proxy.redis_url import parse_redis_url
 from proxy.refusals import Refusals
 from proxy.series_store import MemorySeriesStore, RedisSeriesStore, SeriesStore
 from proxy.service import Service
-from proxy.settings import Settings
+from proxy.settings import DEFAULT_WORKSPACE, Settings
 from proxy.tiered import TieredCache
 from proxy.upstream import UpstreamClient, close_session
 from proxy.wakeups import PubSubWakeups, channel_of
@@ -103,8 +103,21 @@ def record_known_labels(metrics: Metrics, accounts: Accounts, auth: Authenticato
     for workspace, group, limit in accounts.budgets((*SERVED, *EXPORTS)):
         metrics.budget_rate.labels(workspace, group).set(limit.per_hour / 3600.0)
     teams = [(label,) for label in auth.team_labels()]
+    for label, weight in auth.team_weights():
+        metrics.team_weight.labels(label).set(weight)
     metrics.initialise({name: teams for name in ("team_requests", "team_hits", "team_upstream_calls", "team_refusals")})
     metrics.initialise(KNOWN_LABELS | {"cache_evictions": [("l1",) if s.redis_url else ("memory",)]})
+    # Every routed endpoint, and every budget it can spend, from the start (docs/metrics.md says so).
+    workspaces = [DEFAULT_WORKSPACE, *sorted(accounts.workspaces)]
+    managed = auth.managed_workspace()
+    metrics.initialise(
+        {
+            "requests": [(e.name, cache, "200") for e in SERVED for cache in ("hit", "miss")],
+            "upstream_requests": [(e.name, w, accounts.group_of(e), "200") for e in SERVED for w in workspaces],
+            "upstream_retries": [(e.name,) for e in SERVED],
+            "managed_key_refusals": [(managed,)] if managed is not None else [],
+        }
+    )
 
 
 def redis_state_recorder(metrics: Metrics) -> Callable[[State], None]:

@@ -136,6 +136,18 @@ class UpstreamError(ProxyError):
         return CacheStatus("error", fwd="miss", detail="error")
 
 
+class ManagedKeyRefused(UpstreamError):
+    """Braze refused the proxy's own API key (managed-key mode): the operators' problem, never the client's, so
+    not Braze's 401/403 passed on (it would read as if the client's token were wrong)."""
+
+    def __init__(self, upstream_status: int) -> None:
+        super().__init__(
+            f"Bad gateway: Braze refused the proxy's own API key (HTTP {upstream_status}); your token is fine,"
+            " the proxy's operators have been alerted",
+            upstream_status=upstream_status,
+        )
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     message = "Gateway timeout: the Braze API did not answer in time"

@@ -18,14 +18,14 @@ from typing import Any, Literal
 
 from proxy.budget import Payer
 from proxy.endpoints import Routed
-from proxy.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
+from proxy.errors import ManagedKeyRefused, UpstreamError, UpstreamRateLimited, UpstreamTimeout
 from proxy.gate import UpstreamGate
 from proxy.metrics import Metrics
 from proxy.upstream import UpstreamAnswer, UpstreamClient
 
 log = logging.getLogger("braze_proxy.upstream")
 
-Kind = Literal["success", "passed_on", "rate_limited", "retry", "malformed"]
+Kind = Literal["success", "passed_on", "key_refused", "rate_limited", "retry", "malformed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +35,15 @@ class Reply:
     payload: Any = None  # the parsed JSON of a success
 
 
-def classify(answer: UpstreamAnswer, endpoint: Routed) -> Reply:
+def classify(answer: UpstreamAnswer, endpoint: Routed, managed: bool = False) -> Reply:
+    """What Braze's `answer` is; `managed`: the call carried the proxy's own key (a 401/403 is then its own)."""
     status = answer.status
     if status == 429:
         return Reply("rate_limited", answer)
     if status >= 500:
         return Reply("retry", answer)
+    if managed and status in (401, 403):
+        return Reply("key_refused", answer)
     if 400 <= status < 500:
         return Reply("passed_on", answer)
     if not 200 <= status < 300:  # a redirect (its Location is never followed) or a 1xx: not Braze's API answer
@@ -63,6 +66,7 @@ class Call:
     api_key: str
     payer: Payer
     path: str = ""  # the path asked, where the endpoint's has path parameters; empty: the endpoint's own
+    managed: bool = False  # api_key is the proxy's own (managed-key mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +111,20 @@ class Fetcher:
             try:
                 answer = await self._upstream.fetch(call.path or call.endpoint.path, call.params, call.api_key)
             except UpstreamTimeout:
-                self._record(name, "timeout", t0)
+                self._record(call, "timeout", t0)
                 raise
             except UpstreamError as error:
-                self._record(name, "error", t0)
+                self._record(call, "error", t0)
                 if not error.retryable or not await self._may_retry(name, attempt, started):
                     raise
                 attempt += 1
                 continue
-            self._record(name, str(answer.status), t0)
+            self._record(call, str(answer.status), t0)
             log.info("upstream call", extra={"team": call.payer.team_label, "status": answer.status, "endpoint": name})
             blocked = await self._gate.learn(call.payer, answer.status, answer.rate)
-            reply = classify(answer, call.endpoint)
+            reply = classify(answer, call.endpoint, call.managed)
+            if reply.kind == "key_refused":
+                self._key_refused(call, answer.status)
             if reply.kind == "rate_limited":
                 raise UpstreamRateLimited(blocked if blocked is not None else 1.0)
             if reply.kind == "retry":
@@ -130,9 +136,19 @@ class Fetcher:
                 raise UpstreamError("Bad gateway: the Braze API sent a malformed answer", upstream_status=answer.status)
             return reply
 
-    def _record(self, endpoint: str, code: str, started: float) -> None:
-        self._m.upstream_requests.labels(endpoint, code).inc()
+    def _record(self, call: Call, code: str, started: float) -> None:
+        payer, endpoint = call.payer, call.endpoint.name
+        self._m.upstream_requests.labels(endpoint, payer.workspace, payer.group, code).inc()
         self._m.upstream_duration.labels(endpoint).observe(time.perf_counter() - started)
+
+    def _key_refused(self, call: Call, status: int) -> None:
+        workspace = call.payer.workspace
+        self._m.managed_key_refusals.labels(workspace).inc()
+        log.error(
+            "Braze refused the proxy's own API key: replace BRAZE_PROXY_API_KEY (clients get 502)",
+            extra={"status": status, "workspace": workspace, "endpoint": call.endpoint.name},
+        )
+        raise ManagedKeyRefused(status)
 
     async def _may_retry(self, endpoint: str, attempt: int, started: float) -> bool:
         """Sleep a jittered exponential backoff if another attempt fits the count and time budget."""

@@ -100,10 +100,14 @@ FAMILIES: tuple[Family, ...] = (
            "1 for the current Redis state (up, degraded_writes, down), 0 for the others", ("state",), mode="livemax"),
     # upstream
     Family("upstream_requests", C, "braze_proxy_upstream_requests",
-           "Calls to Braze by endpoint and outcome: the HTTP status code, or timeout / error", (EP, "code")),
+           "Calls to Braze by endpoint, the workspace and budget group they spent, and outcome: the HTTP status code,"
+           " or timeout / error", (EP, "workspace", "group", "code")),
     Family("upstream_duration", H, "braze_proxy_upstream_request_duration_seconds", "Latency of calls to Braze",
            (EP,), LATENCY_BUCKETS),
     Family("upstream_retries", C, "braze_proxy_upstream_retries", "Retries of failed upstream calls", (EP,)),
+    Family("managed_key_refusals", C, "braze_proxy_managed_key_refusals",
+           "Calls Braze answered 401/403 to the proxy's own API key (managed-key mode), by workspace: clients got 502",
+           ("workspace",)),
     Family("upstream_rate_remaining", G, "braze_proxy_upstream_rate_limit_remaining",
            "X-RateLimit-Remaining as Braze last reported it", ("workspace",), mode="mostrecent"),
     Family("upstream_rate_limit", G, "braze_proxy_upstream_rate_limit_limit",
@@ -126,6 +130,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("team_hits", C, "braze_proxy_team_hits", "Requests answered without an upstream call of their own, by team",
            ("team",)),
     Family("team_upstream_calls", C, "braze_proxy_team_upstream_calls", "Calls to Braze made for a team", ("team",)),
+    Family("team_weight", G, "braze_proxy_team_weight",
+           "A team's configured weight: its share of a contended budget is its weight over the active teams' sum",
+           ("team",), mode="max"),
     Family("team_refusals", C, "braze_proxy_team_refusals", "Requests refused for want of budget (429), by team",
            ("team",)),
     Family("remembered_refusals", C, "braze_proxy_remembered_refusals",
@@ -216,6 +223,7 @@ class Metrics:
     upstream_requests: Counter
     upstream_duration: Histogram
     upstream_retries: Counter
+    managed_key_refusals: Counter
     upstream_rate_remaining: Gauge
     upstream_rate_limit: Gauge
     upstream_rate_reset: Gauge
@@ -228,6 +236,7 @@ class Metrics:
     team_hits: Counter
     team_upstream_calls: Counter
     team_refusals: Counter
+    team_weight: Gauge
     remembered_refusals: Counter
     coalesced: Counter
     stale_served: Counter

@@ -32,8 +32,11 @@ REFERENCE_HEADER = """\
 
 Every setting is an environment variable (or a line of a `.env` file in the working directory). All are
 optional; bad values stop start-up with one line naming the variable. `braze-proxy --check` validates a
-configuration, warns about `BRAZE_PROXY_*` variables that are not settings (typos), and prints the values
-derived from the settings.
+configuration and exits 0 only if a start would work: it also fails (exit 2, one line each) on
+`BRAZE_PROXY_*` variables that are not settings (a typo such as `BRAZE_PROXY_REDIS_URI` would otherwise mean
+the in-process store), and on a Redis that does not answer `PING` with the configured credentials within 5
+seconds; it says where the cache lives and how long one fill may take (the fill lock and the replicas' wait).
+A start-up without `--check` only warns about unknown variables.
 
 This page is generated from `proxy/settings.py` by `python -m proxy.reference`.
 """

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -26,20 +25,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from proxy.credentials import DEFAULT_WORKSPACE, NAME, Team, parse_client_tokens
 from proxy.redis_url import parse_redis_url, redacted
 
 ENV_PREFIX = "BRAZE_PROXY_"
 ENV_FILE = ".env"
-NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")  # team, workspace and group names: metric label values
-DEFAULT_WORKSPACE = "default"
 DEFAULT_RATE = 50_000.0  # a fifth of Braze's 250,000 per hour per workspace
-
-
-@dataclass(frozen=True, slots=True)
-class Team:
-    name: str
-    token: str
-    weight: float
+__all__ = ["DEFAULT_WORKSPACE", "NAME", "Settings", "Team"]
 
 
 class Workspace(BaseModel):
@@ -163,8 +155,9 @@ class Settings(BaseSettings):
     )
     client_tokens: SecretStr | None = Field(
         None,
-        description="managed-key mode: comma-separated name:token[:weight] entries (weight 1 if omitted); clients"
-        " present the token as Bearer, the name is their team, the weight their share of a contended budget",
+        description="managed-key mode: comma-separated name:token[:weight] entries; clients present the token as"
+        " Bearer, the name is their team, the weight (a plain decimal from 0.001 to 1000, 1 if omitted) their share"
+        " of a contended budget; tokens of at least 16 characters, none equal to the API key",
     )
     upstream_timeout: Seconds = Field(10.0, gt=0, le=300, description="total time for one upstream call")
     upstream_connect_timeout: Seconds = Field(3.0, gt=0, le=60, description="time to connect to Braze")
@@ -295,6 +288,11 @@ class Settings(BaseSettings):
                 "BRAZE_PROXY_STALE_WHILE_REVALIDATE_SECONDS must not exceed BRAZE_PROXY_STALE_SECONDS"
                 " (an entry is only kept that long)"
             )
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError(
+                f"BRAZE_PROXY_METRICS_PORT is BRAZE_PROXY_PORT ({self.port}): give /metrics a port of its own, or"
+                " unset it to serve /metrics on BRAZE_PROXY_PORT"
+            )
         if self.client_tokens is not None:
             if self.api_key is None:
                 raise ValueError("BRAZE_PROXY_CLIENT_TOKENS needs BRAZE_PROXY_API_KEY (managed-key mode)")
@@ -319,7 +317,13 @@ class Settings(BaseSettings):
 
     def teams(self) -> list[Team]:
         """The client teams (none unless BRAZE_PROXY_CLIENT_TOKENS is set)."""
-        return parse_teams(self.client_tokens.get_secret_value()) if self.client_tokens else []
+        if self.client_tokens is None:
+            return []
+        api_key = self.api_key.get_secret_value() if self.api_key else None
+        try:
+            return parse_client_tokens(self.client_tokens.get_secret_value(), api_key)
+        except ValueError as error:
+            raise ValueError(f"BRAZE_PROXY_CLIENT_TOKENS: {error}") from None
 
     # --- derived (not settings: they follow from the ones above) -------------------------------------------
 
@@ -328,32 +332,6 @@ class Settings(BaseSettings):
         """The longest one fill can take: every attempt and backoff within the retry budget, plus a last call.
         Replicas wait this long for another's fill (whose lock is a short lease its holder extends meanwhile)."""
         return self.upstream_retry_budget_seconds + self.upstream_timeout + 2.0
-
-    def derived(self) -> dict[str, object]:
-        """The values that follow from the settings, as `--check` prints them."""
-        return {"fill_lock_and_coalesce_wait_seconds": self.fill_seconds}
-
-
-def parse_teams(text: str) -> list[Team]:
-    """The client teams, parsed from `name:token[:weight],...` (weight 1 when omitted)."""
-    teams: list[Team] = []
-    for item in text.split(","):
-        parts = [part.strip() for part in item.strip().split(":")]
-        weight = 1.0
-        if len(parts) == 3:
-            try:
-                weight = float(parts[2])
-            except ValueError:
-                weight = -1.0
-        if len(parts) not in (2, 3) or not NAME.fullmatch(parts[0]) or not parts[1] or not 0 < weight <= 1000:
-            raise ValueError(
-                "BRAZE_PROXY_CLIENT_TOKENS must be comma-separated name:token[:weight] items (a name of letters,"
-                " digits, '_', '-', '.'; a token without ':'; a weight from 0 to 1000)"
-            )
-        teams.append(Team(parts[0], parts[1], weight))
-    if len({t.token for t in teams}) < len(teams) or len({t.name for t in teams}) < len(teams):
-        raise ValueError("BRAZE_PROXY_CLIENT_TOKENS repeats a team name or a token")
-    return teams
 
 
 def without_credentials(url: str) -> str:

@@ -36,10 +36,15 @@ REQUIRED_ALERTS = {
     "hit ratio collapsed": "BrazeProxyHitRatioCollapsed",
     "stale serving for too long": "BrazeProxyServingStale",
     "latency high": "BrazeProxyLatencyHigh",
+    # issue 24
+    "Braze refusing the proxy's own key (upstream 401/403 in managed mode)": "BrazeProxyManagedKeyRefused",
+    "label mismatches (a wrong reporting time zone)": "BrazeProxyLabelMismatch",
+    "in-process evictions (the memory bound too small)": "BrazeProxyCacheEvicting",
 }
-# Only what clients feel pages: errors they see, or no proxy at all. Everything else still answers (from cache,
+# Only what clients feel pages: errors they see (or will see on every miss: the proxy's own key refused), or no
+# proxy at all. Everything else still answers (from cache,
 # stale, degraded) and is a warning; Redis down under the `closed` outage policy pages through the error ratio.
-CRITICAL = {"BrazeProxyErrorRatioHigh", "BrazeProxyAbsent"}
+CRITICAL = {"BrazeProxyErrorRatioHigh", "BrazeProxyAbsent", "BrazeProxyManagedKeyRefused"}
 # Ratios of rates need a floor of traffic (three requests at night must not page): the alerts that divide.
 TRAFFIC_GUARDED = {
     "BrazeProxyErrorRatioHigh",
@@ -142,3 +147,22 @@ def test_alert_reads_only_metrics_and_labels_the_proxy_exports(rule: dict[str, A
         assert name in series, f"{rule['alert']} reads {name!r}, which proxy/metrics.py does not export"
         unknown = set(matchers) - series[name] - TARGET_LABELS
         assert unknown == set(), f"{rule['alert']} matches labels {name} does not have"
+
+
+def test_the_budget_alert_is_tested_firing_for_the_default_group_and_another() -> None:
+    """Issue 24: the alert divided all calls by every group's budget together, and its tests fed one group."""
+    fired: set[tuple[str, str]] = set()
+    for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        for check in case.get("alert_rule_test", []):
+            if check["alertname"] == "BrazeProxyUpstreamBudgetNearlySpent":
+                fired |= {(a["exp_labels"]["workspace"], a["exp_labels"]["group"]) for a in check.get("exp_alerts", [])}
+    assert ("default", "default") in fired
+    assert any(group != "default" for _, group in fired), fired
+
+
+def test_the_team_refused_runbook_points_at_what_is_true() -> None:
+    """Issue 24: it said the access log shows parameters (it never does) and sent readers to BUDGET_GROUPS for
+    team shares (they are the weights in CLIENT_TOKENS)."""
+    page = (RUNBOOKS / "BrazeProxyTeamRefused.md").read_text()
+    assert "endpoint and parameters" not in page and "never hold the parameters" in page
+    assert "BRAZE_PROXY_CLIENT_TOKENS" in page and "name:token:weight" in page

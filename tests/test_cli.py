@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import pytest
 
 from proxy.cli import main
 from proxy.settings import Settings
-from tests.procs import REPO_ROOT
+from tests.conftest import require_tool
+from tests.procs import REPO_ROOT, RedisServer, free_port
+from tests.redis_topologies import Node
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -101,26 +104,115 @@ def test_a_malformed_token_list_names_the_variable_without_echoing_secrets() -> 
     assert "s3cr3t" not in result.stderr and "k-secret-123" not in result.stderr
 
 
-def test_check_accepts_good_settings() -> None:
-    result = run("--check", BRAZE_PROXY_REDIS_URL="redis://127.0.0.1:1/0", BRAZE_PROXY_TTL_OPEN_HOUR="2.5")
+def test_check_accepts_good_settings(redis_server: RedisServer) -> None:
+    result = run("--check", BRAZE_PROXY_REDIS_URL=redis_server.url, BRAZE_PROXY_TTL_OPEN_HOUR="2.5")
     assert result.returncode == 0, result.stderr
+    assert f"cache and budget in Redis at {redis_server.url}" in result.stdout
     managed = run(
         "--check",
         BRAZE_PROXY_API_KEY="managed-key",
-        BRAZE_PROXY_CLIENT_TOKENS="alpha:tok-a:3, beta:tok-b",
+        BRAZE_PROXY_CLIENT_TOKENS="alpha:tok-a-0123456789:3, beta:tok-b-0123456789",
         BRAZE_PROXY_WORKSPACES='{"eu": {"key_sha256": ["' + "ab" * 32 + '"], "rate_limit_per_hour": 5000}}',
     )
     assert managed.returncode == 0, managed.stderr
+    assert "cache and budget in process" in managed.stdout
     anonymous = run("--check", BRAZE_PROXY_API_KEY="managed-key", BRAZE_PROXY_ALLOW_ANONYMOUS="true")
     assert anonymous.returncode == 0, anonymous.stderr
 
 
-@pytest.mark.parametrize("tokens", ["a:t:0", "a:t:lots", "a:t:1:2", "a b:t", "a:t,a:u", "a:t,b:t", ":t"])
-def test_malformed_team_tokens_stop_start_up_without_echoing_them(check: Check, tokens: str) -> None:
-    code, stderr = check(BRAZE_PROXY_API_KEY="k-secret-123", BRAZE_PROXY_CLIENT_TOKENS=tokens)
+def test_check_fails_on_a_redis_nothing_answers_on_within_its_bound() -> None:
+    port = free_port()
+    started = time.monotonic()
+    result = run("--check", BRAZE_PROXY_REDIS_URL=f"redis://:hunter2-secret@127.0.0.1:{port}/0")
+    assert result.returncode == 2
+    assert time.monotonic() - started < 20
+    assert f"error: Redis at redis://***@127.0.0.1:{port}/0 could not be reached" in result.stderr, result.stderr
+    assert "hunter2" not in result.stderr + result.stdout and "settings are valid" not in result.stdout
+
+
+def test_check_fails_on_a_redis_that_refuses_the_password() -> None:
+    """The issue's case: a wrong password passed --check, then the proxy said "ready" while /readyz stayed 503."""
+    require_tool("redis-server")
+    with Node(password="the-right-one") as node:
+        wrong = run("--check", BRAZE_PROXY_REDIS_URL=f"redis://:the-wrong-one@127.0.0.1:{node.port}/0")
+        missing = run("--check", BRAZE_PROXY_REDIS_URL=f"redis://127.0.0.1:{node.port}/0")
+        right = run("--check", BRAZE_PROXY_REDIS_URL=f"redis://:the-right-one@127.0.0.1:{node.port}/0")
+    assert wrong.returncode == 2 and "refused the credentials" in wrong.stderr, wrong.stderr
+    assert missing.returncode == 2 and "BRAZE_PROXY_REDIS_URL" in missing.stderr, missing.stderr
+    assert "the-wrong-one" not in wrong.stderr
+    assert right.returncode == 0, right.stderr
+
+
+def test_check_fails_on_an_unknown_variable_such_as_a_typo_of_the_redis_url() -> None:
+    result = run("--check", BRAZE_PROXY_REDIS_URI="redis://127.0.0.1:6379/0")
+    assert result.returncode == 2
+    assert "error: BRAZE_PROXY_REDIS_URI is not a setting (a typo?)" in result.stderr
+    assert "settings are valid" not in result.stdout
+
+
+def test_the_same_port_for_metrics_and_traffic_stops_check_and_start_up() -> None:
+    for args in (("--check",), ()):
+        result = run(*args, BRAZE_PROXY_PORT="8080", BRAZE_PROXY_METRICS_PORT="8080")
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "BRAZE_PROXY_METRICS_PORT is BRAZE_PROXY_PORT (8080)" in lines[0], result.stderr
+
+
+def test_help_shows_the_json_settings_defaults() -> None:
+    result = run("--help")
+    assert "PydanticUndefined" not in result.stdout
+    assert 'BRAZE_PROXY_BUDGET_GROUPS  (default: {"campaigns": {"rate_limit_per_hour": 600000.0}})' in result.stdout
+
+
+GOOD = "0123456789abcdef"  # a token of the minimum length
+
+
+@pytest.mark.parametrize(
+    ("tokens", "fragment"),
+    [
+        (f"a:{GOOD}:0", "team 'a': its weight must be a plain decimal from 0.001 to 1000"),
+        (f"a:{GOOD}:lots", "team 'a': its weight"),
+        (f"a:{GOOD}:1e-320", "team 'a': its weight"),
+        (f"a:{GOOD}:1_0", "team 'a': its weight"),
+        (f"a:{GOOD}:inf", "team 'a': its weight"),
+        (f"a:{GOOD}:nan", "team 'a': its weight"),
+        (f"a:{GOOD}:-1", "team 'a': its weight"),
+        (f"a:{GOOD}:0.0001", "team 'a': its weight"),
+        (f"a:{GOOD}:1001", "team 'a': its weight"),
+        (f"a:{GOOD}:1:2", "team 'a': an entry is name:token or name:token:weight"),
+        (f"ok:{GOOD}1,a b:{GOOD}", "entry 2 does not start with a team name"),
+        (f":{GOOD}", "entry 1 does not start with a team name"),
+        (f"a:{GOOD},a:{GOOD}2", "team 'a' appears twice"),
+        (f"a:{GOOD},b:{GOOD}", "teams 'a' and 'b' share one token"),
+        ("a:s3cr3t", "team 'a': its token must be 16 to 512 printable characters"),
+        ("a:k-secret-123-abcdef", "team 'a': its token is the Braze API key itself"),
+        (" , ,", "holds no entry"),
+    ],
+)
+def test_malformed_team_tokens_stop_start_up_naming_the_team_never_the_token(
+    check: Check, tokens: str, fragment: str
+) -> None:
+    code, stderr = check(BRAZE_PROXY_API_KEY="k-secret-123-abcdef", BRAZE_PROXY_CLIENT_TOKENS=tokens)
     assert code == 2
-    assert len(stderr.strip().splitlines()) == 1 and "BRAZE_PROXY_CLIENT_TOKENS" in stderr
-    assert "k-secret-123" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "BRAZE_PROXY_CLIENT_TOKENS" in lines[0] and fragment in lines[0], stderr
+    assert "k-secret-123" not in stderr and GOOD not in stderr and "s3cr3t" not in stderr
+
+
+def test_a_bad_weight_stops_a_real_start_up_naming_the_team() -> None:
+    """Issue 26: a weight Python's float() would take (1e-320, 1_0, inf) is not a weight."""
+    result = run(BRAZE_PROXY_API_KEY="k-secret-123-abcdef", BRAZE_PROXY_CLIENT_TOKENS=f"ok:{GOOD},heavy:{GOOD}1:1e-320")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "team 'heavy': its weight" in lines[0], result.stderr
+    assert GOOD not in result.stderr
+
+
+def test_token_lists_forgive_spaces_and_a_trailing_comma(check: Check) -> None:
+    code, stderr = check(
+        BRAZE_PROXY_API_KEY="k-secret-123-abcdef", BRAZE_PROXY_CLIENT_TOKENS=f" a : {GOOD} : 2.5 , b:{GOOD}1 ,"
+    )
+    assert code == 0, stderr
 
 
 def test_help_lists_every_setting() -> None:
@@ -154,16 +246,18 @@ def test_the_reference_and_example_env_are_generated_from_the_settings_model() -
         assert f"{variable}=" in example_env(), variable
 
 
-def test_check_warns_about_unknown_variables_and_prints_derived_values() -> None:
+def test_check_refuses_unknown_variables_and_explains_derived_values() -> None:
     result = run("--check", BRAZE_PROXY_UPSTREAM_TIMOUT="3", BRAZE_PROXY_UPSTREAM_TIMEOUT="4")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "BRAZE_PROXY_UPSTREAM_TIMOUT is not a setting" in result.stderr
     assert "BRAZE_PROXY_UPSTREAM_TIMEOUT " not in result.stderr
+    result = run("--check", BRAZE_PROXY_UPSTREAM_TIMEOUT="4")
     # The fill lock and the replicas' wait: the retry budget (15) + the upstream timeout (4) + 2.
-    assert "derived fill_lock_and_coalesce_wait_seconds = 21.0" in result.stdout
+    assert "one fill (a miss's upstream call, its retries and backoffs) may take up to 21 s" in result.stdout
+    assert "replicas hold a fill's lock and wait for another's fill this long" in result.stdout
 
 
-def test_check_warns_about_unknown_variables_in_the_env_file_too(tmp_path: Path) -> None:
+def test_check_refuses_unknown_variables_in_the_env_file_too(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("BRAZE_PROXY_TTL_SETLED=60\nBRAZE_PROXY_TTL_SETTLED=60\n")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BRAZE_PROXY_")}
     result = subprocess.run(
@@ -175,7 +269,7 @@ def test_check_warns_about_unknown_variables_in_the_env_file_too(tmp_path: Path)
         timeout=30,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "BRAZE_PROXY_TTL_SETLED is not a setting" in result.stderr
     assert "BRAZE_PROXY_TTL_SETTLED " not in result.stderr
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 
 from proxy.accounts import Accounts
-from proxy.credentials import ANONYMOUS, PASS_THROUGH, Authenticator, scope_of
+from proxy.credentials import ANONYMOUS, PASS_THROUGH, Authenticator, parse_client_tokens, scope_of
 from proxy.endpoints import SESSIONS
 from proxy.errors import Unauthorized
 from proxy.settings import Settings, Team
@@ -66,3 +67,28 @@ def test_payers_name_their_budget_by_workspace_and_group() -> None:
     assert (eu.budget, eu.limit.per_hour) == ("eu:default", 500)
     assert (default.budget, default.limit.per_hour) == ("default:default", 1000)
     assert eu.team != default.team and eu.team_label == PASS_THROUGH
+
+
+def test_token_lists_parse_forgivingly_where_harmless() -> None:
+    teams = parse_client_tokens(" alpha : tok-alpha-0123456789 : 2.5 ,beta:tok-beta-0123456789,, ", "api-key")
+    assert [(t.name, t.token, t.weight) for t in teams] == [
+        ("alpha", "tok-alpha-0123456789", 2.5),
+        ("beta", "tok-beta-0123456789", 1.0),
+    ]
+    assert "tok-alpha" not in repr(teams)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a:0123456789abcde", "team 'a': its token must be 16 to 512"),  # 15 characters
+        ("a:0123456789abcdef:1e3", "team 'a': its weight"),
+        ("a:0123456789abcdef:0.0005", "team 'a': its weight"),
+        ("a:the-api-key-0123456789", "team 'a': its token is the Braze API key itself"),
+        ("a:0123456789abcdef,b:0123456789abcdef", "teams 'a' and 'b' share one token"),
+    ],
+)
+def test_token_lists_are_strict_where_it_matters(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match="^" + re.escape(message)) as caught:
+        parse_client_tokens(text, "the-api-key-0123456789")
+    assert "0123456789abcde" not in str(caught.value) and "the-api-key" not in str(caught.value)

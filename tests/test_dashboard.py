@@ -47,9 +47,14 @@ REQUIRED_VIEWS = {
     "memory": "memory",
     "restarts": "restarts",
     "open file descriptors": "open file descriptors",
+    # issue 24: for on-call
+    "errors per endpoint": "errors by endpoint",
+    "percent of budget used per group": "budget used by group (%)",
+    "per-team headroom": "team headroom",
+    "the managed key refused": "managed key refused",
 }
 # The rows each panel sits under (a panel belongs to the last row above it).
-REQUIRED_ROWS = ("teams", "cache and redis", "windows assembled from buckets", "saturation (processes)")
+REQUIRED_ROWS = ("summary", "teams", "cache and redis", "windows assembled from buckets", "saturation (processes)")
 
 
 def dashboard() -> dict[str, Any]:
@@ -175,3 +180,24 @@ def test_every_metric_is_documented_in_the_metrics_table() -> None:
     for name in families:  # the type column tells the truth (counters are listed by their _total name)
         exported = "histogram" if name + "_bucket" in series else "gauge"
         assert kinds[name] == ("counter" if name.endswith("_total") else exported), name
+
+
+def test_a_summary_row_opens_the_dashboard() -> None:
+    """Issue 24: on-call sees request rate, hit ratio, errors and budget used before scrolling."""
+    panels = sorted(dashboard()["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    assert panels[0]["type"] == "row" and panels[0]["title"] == "Summary"
+    summary = []
+    for panel in panels[1:]:
+        if panel["type"] == "row":
+            break
+        summary.append(panel["title"].lower())
+    for word in ("request rate", "hit ratio", "errors", "budget used"):
+        assert any(word in title for title in summary), (word, summary)
+
+
+def test_calls_are_set_against_the_budget_they_spend() -> None:
+    """Issue 24: the panel summed every call against each group's budget (two different things)."""
+    for panel in query_panels():
+        for target in panel["targets"]:
+            if "braze_proxy_upstream_requests_total" in target["expr"] and "budget" in panel["title"].lower():
+                assert "by (workspace, group)" in target["expr"], panel["title"]

@@ -77,14 +77,14 @@ async def test_polite_teams_are_answered_while_a_flood_gets_the_rest(
     redis_client: object,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    tokens = "flood:tok-flood,polite-a:tok-a,polite-b:tok-b"
+    tokens = "flood:tok-flood-0123456789,polite-a:tok-a-0123456789,polite-b:tok-b-0123456789"
     replicas = start_replicas(start_proxy, redis_server.url, API_KEY="managed", CLIENT_TOKENS=tokens)
     seconds = 8.0
     started = time.monotonic()
     flood, polite_a, polite_b = await asyncio.gather(
-        team(replicas, "tok-flood", seconds, flood=True),
-        team(replicas, "tok-a", seconds, flood=False),
-        team(replicas, "tok-b", seconds, flood=False),
+        team(replicas, "tok-flood-0123456789", seconds, flood=True),
+        team(replicas, "tok-a-0123456789", seconds, flood=False),
+        team(replicas, "tok-b-0123456789", seconds, flood=False),
     )
     elapsed = time.monotonic() - started
     calls = standin.stats()["calls"]
@@ -114,11 +114,11 @@ async def test_one_team_alone_uses_the_whole_budget(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     replicas = start_replicas(
-        start_proxy, redis_server.url, API_KEY="managed", CLIENT_TOKENS="solo:tok-solo,idle:tok-i"
+        start_proxy, redis_server.url, API_KEY="managed", CLIENT_TOKENS="solo:tok-solo-0123456789,idle:tok-i-0123456789"
     )
     seconds = 6.0
     started = time.monotonic()
-    alone = await team(replicas, "tok-solo", seconds, flood=True)
+    alone = await team(replicas, "tok-solo-0123456789", seconds, flood=True)
     elapsed = time.monotonic() - started
     assert alone.counts["200"] >= 0.9 * (BURST + PER_SECOND * elapsed), "at least 90% of what the budget allows"
     report(capsys, f"one team alone: {alone.counts['200']} answered in {elapsed:.1f} s ({PER_SECOND:g}/s budget)")
@@ -132,10 +132,13 @@ async def test_weights_split_a_contended_budget(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     replicas = start_replicas(
-        start_proxy, redis_server.url, API_KEY="managed", CLIENT_TOKENS="heavy:tok-h:3,light:tok-l:1"
+        start_proxy,
+        redis_server.url,
+        API_KEY="managed",
+        CLIENT_TOKENS="heavy:tok-h-0123456789:3,light:tok-l-0123456789:1",
     )
     heavy, light = await asyncio.gather(
-        team(replicas, "tok-h", 8.0, flood=True), team(replicas, "tok-l", 8.0, flood=True)
+        team(replicas, "tok-h-0123456789", 8.0, flood=True), team(replicas, "tok-l-0123456789", 8.0, flood=True)
     )
     ratio = heavy.counts["200"] / max(1, light.counts["200"])
     assert 3 * 0.8 <= ratio <= 3 * 1.2, (heavy.counts, light.counts)
@@ -213,13 +216,16 @@ def outage_redis() -> Iterator[RedisServer]:
 async def test_a_redis_outage_mid_flood_keeps_each_replica_to_its_share_fairly(
     start_proxy: ProxyFactory, standin: StandinProcess, outage_redis: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tokens = "flood:tok-flood,polite-a:tok-a"
+    tokens = "flood:tok-flood-0123456789,polite-a:tok-a-0123456789"
     replicas = start_replicas(
         start_proxy, outage_redis.url, API_KEY="managed", CLIENT_TOKENS=tokens, EXPECTED_REPLICAS=3
     )
     async with aiohttp.ClientSession() as session:
         started = time.monotonic()
-        load = asyncio.gather(team(replicas, "tok-flood", 7.0, flood=True), team(replicas, "tok-a", 7.0, flood=False))
+        load = asyncio.gather(
+            team(replicas, "tok-flood-0123456789", 7.0, flood=True),
+            team(replicas, "tok-a-0123456789", 7.0, flood=False),
+        )
         await asyncio.sleep(2.0)  # the flood is on, spending the shared bucket in Redis
         mid = [await _calls(session, p) for p in replicas]
         outage_redis.stop()

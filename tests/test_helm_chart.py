@@ -58,7 +58,8 @@ VALUE_SETS = {
     "existing-secrets": EXISTING_SECRETS,
 }
 KINDS = {
-    "default": {"ConfigMap", "Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "Pod"},
+    # One replica: no PodDisruptionBudget (it could only block a node drain).
+    "default": {"ConfigMap", "Deployment", "Service", "ServiceAccount", "Pod"},
     "existing-secrets": {
         "ConfigMap",
         "Deployment",
@@ -200,8 +201,6 @@ BAD_VALUES = {
     "log level": {"config": {"logLevel": "TRACE"}},
     "extra setting without the prefix": {"config": {"extra": {"TTL_OPEN_DAY": "60"}}},
     "extra setting not a string": {"config": {"extra": {"BRAZE_PROXY_TTL_OPEN_DAY": 60}}},
-    "credential in the ConfigMap": {"config": {"extra": {"BRAZE_PROXY_API_KEY": "secret"}}},
-    "port the probes do not follow": {"config": {"extra": {"BRAZE_PROXY_PORT": "9000"}}},
     "metrics port equal to the main port": {"metricsPort": 8080},
     "service port": {"service": {"port": 70000}},
     "root filesystem writable": {"securityContext": {"readOnlyRootFilesystem": False}},
@@ -225,8 +224,6 @@ BAD_VALUES = {
     "extraEnv value not a string": {"extraEnv": [{"name": "OTEL_BSP_MAX_QUEUE_SIZE", "value": 2048}]},
     "extraEnv unknown field": {"extraEnv": [{"name": "A", "valu": "b"}]},
     "extraEnv value and valueFrom": {"extraEnv": [{"name": "A", "value": "b", "valueFrom": {"secretKeyRef": {}}}]},
-    "extraEnv overriding the api key": {"extraEnv": [{"name": "BRAZE_PROXY_API_KEY", "value": "k"}]},
-    "extraEnv overriding the redis url": {"extraEnv": [{"name": "BRAZE_PROXY_REDIS_URL", "value": "redis://x"}]},
     "extraEnvFrom without a source": {"extraEnvFrom": [{"prefix": "OTEL_"}]},
     "extraEnvFrom with two sources": {"extraEnvFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]},
     "extraEnvFrom bad name": {"extraEnvFrom": [{"secretRef": {"name": "Not_A_Name"}}]},
@@ -268,6 +265,16 @@ BAD_VALUES = {
     "runbook base not a url": {"metrics": {"prometheusRule": {"runbookBaseUrl": "wiki/runbooks"}}},
     "dashboard uid too long": {"grafanaDashboard": {"uid": "x" * 41}},
     "dashboard uid with a slash": {"grafanaDashboard": {"uid": "braze/proxy"}},
+    # issue 24: the conventions, typed
+    "workers zero": {"workers": 0},
+    "workers as text": {"workers": "4"},
+    "allowAnonymous as text": {"braze": {"allowAnonymous": "yes"}},
+    "node port out of range": {"service": {"type": "NodePort", "nodePort": 8080}},
+    "update strategy type": {"updateStrategy": {"type": "BlueGreen"}},
+    "host alias without hostnames": {"hostAliases": [{"ip": "10.0.0.1"}]},
+    "extraDeploy object without a kind": {"extraDeploy": [{"apiVersion": "v1"}]},
+    "global registry with a scheme": {"global": {"imageRegistry": "https://mirror.example.internal"}},
+    "service monitor namespace": {"metrics": {"serviceMonitor": {"namespace": "Monitoring"}}},
 }
 
 
@@ -306,7 +313,11 @@ def test_every_redis_scheme_is_accepted_and_kept_in_the_secret(chart: Any, url: 
 @pytest.mark.parametrize(
     "values",
     [
-        {"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}},
+        {
+            "replicaCount": 2,
+            "redis": {"url": "redis://r:6379"},
+            "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1},
+        },
         {"lifecycle": {"preStopSleepSeconds": 5, "shutdownGraceSeconds": 20, "terminationGracePeriodSeconds": 25}},
         {"redis": {"url": "rediss://r:6379", "tls": {"caSecret": "ca", "caConfigMap": "ca"}}},
         {"redis": {"tls": {"caSecret": "redis-ca"}}},
@@ -439,7 +450,7 @@ def test_config_map_holds_only_real_settings_that_the_proxy_accepts(
     # The proxy's own validation accepts what the chart writes (secret values stand in).
     fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in data.items()}
     if "BRAZE_PROXY_CLIENT_TOKENS" in secrets:
-        fields |= {"api_key": "k", "client_tokens": "team:t"}
+        fields |= {"api_key": "k", "client_tokens": "team:0123456789abcdef"}
     ca_file = fields.get("redis_tls_ca_file")
     if ca_file is not None:  # a file the pod mounts: it must be the mounted volume's, and stands in here
         mounts = {m["mountPath"] for m in container(objects).get("volumeMounts", [])}
@@ -473,7 +484,8 @@ def test_existing_secrets_are_referenced_not_created(chart: Any) -> None:
     assert [o for o in objects if o["kind"] == "Secret"] == []
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(objects)["env"]}
     assert env["BRAZE_PROXY_API_KEY"] == {"name": "braze-credentials", "key": "key"}
-    assert env["BRAZE_PROXY_CLIENT_TOKENS"] == {"name": "braze-credentials", "key": "t", "optional": True}
+    # Not optional: without tokens (and without allowAnonymous) the proxy would refuse to start anyway.
+    assert env["BRAZE_PROXY_CLIENT_TOKENS"] == {"name": "braze-credentials", "key": "t", "optional": False}
     assert env["BRAZE_PROXY_REDIS_URL"] == {"name": "redis-credentials", "key": "url"}
 
 
@@ -493,7 +505,8 @@ def test_selectors_agree(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
     port_names = {p["name"] for p in container(objects)["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
-    assert only(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
+    for pdb in [o for o in objects if o["kind"] == "PodDisruptionBudget"]:  # none for one replica
+        assert pdb["spec"]["selector"]["matchLabels"] == selector
     assert container(objects)["envFrom"][0] == {"configMapRef": {"name": FULLNAME}}, "extraEnvFrom comes after"
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     assert only(objects, "ServiceAccount", account)["automountServiceAccountToken"] is False
@@ -544,8 +557,12 @@ def test_service_monitor_on_the_main_port_without_a_metrics_port(chart: Any) -> 
 DEFAULT_RUNBOOK_BASE = "https://braze-proxy.example/runbooks/"
 
 
+LOOSE_JOB = 'job=~".*braze-proxy.*"'
+
+
 def expected_rules(source: dict[str, Any], values: dict[str, Any]) -> list[dict[str, Any]]:
-    """The groups the chart should emit for the prometheusRule `values`: the rule file, filtered and relabelled."""
+    """The groups the chart should emit for the prometheusRule `values`: the rule file, filtered and relabelled,
+    its loose job matcher narrowed to the release's own job and namespace."""
     alerts = values.get("alerts", {})
     base = values.get("runbookBaseUrl", "")
     groups = []
@@ -553,6 +570,7 @@ def expected_rules(source: dict[str, Any], values: dict[str, Any]) -> list[dict[
         rules = []
         for rule in group["rules"]:
             if "alert" in rule:
+                rule["expr"] = rule["expr"].replace(LOOSE_JOB, f'job="{FULLNAME}", namespace="{NAMESPACE}"')
                 own = alerts.get(rule["alert"], {})
                 if not own.get("enabled", True):
                     continue
@@ -583,7 +601,7 @@ def test_prometheus_rule_carries_the_rules_file_and_promtool_accepts_it(chart: A
     rule = only(render(chart, values), "PrometheusRule")
     assert rule["apiVersion"] == MONITORING_API and set(rule["spec"]) == {"groups"}
     source = yaml.safe_load((REPO / "config" / "prometheus-alerts.yml").read_text())
-    assert rule["spec"]["groups"] == source["groups"], "no value set: the file as it is"
+    assert rule["spec"]["groups"] == expected_rules(source, {}), "no value set: the file as it is (its job narrowed)"
     for group in rule["spec"]["groups"]:
         assert set(group) <= {"name", "interval", "rules"} and group["rules"]
         for alert in group["rules"]:
@@ -964,3 +982,193 @@ def test_connection_script_fails_on_a_proxy_that_is_not_ready(chart: Any, start_
 def test_connection_script_fails_when_nothing_answers(chart: Any) -> None:
     result = run_test_script(render(chart, None), f"http://{HOST}:{free_port()}/readyz", attempts=2)
     assert result.returncode == 1 and result.stderr.count("attempt") == 2
+
+
+# --- issue 24: the conventions platform teams install by -------------------------------------------------------
+
+
+def test_the_bitnami_and_prometheus_conventions_render(chart: Any, kubernetes_validate: ModuleType) -> None:
+    values = {
+        "replicaCount": 2,
+        "redis": {"url": "redis://redis:6379/0"},
+        "global": {"imageRegistry": "mirror.example.internal"},
+        "image": {"registry": "ignored.example.internal"},
+        "workers": 4,
+        "service": {"type": "NodePort", "nodePort": 30080},
+        "updateStrategy": {"type": "Recreate"},
+        "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["rest.iad-01.braze.com"]}],
+        "extraDeploy": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "{{ .Release.Name }}-extra"}, "data": {}},
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}-extra-secret\n",
+        ],
+        "metrics": {"serviceMonitor": {"enabled": True, "namespace": "monitoring"}},
+    }
+    objects = render(chart, values)
+    main = container(objects)
+    assert main["image"] == "mirror.example.internal/braze-proxy:" + str(
+        yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    )
+    assert main["args"] == ["--workers", "4"]
+    deployment = only(objects, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["template"]["spec"]["hostAliases"] == values["hostAliases"]
+    assert only(objects, "Service")["spec"]["ports"][0]["nodePort"] == 30080
+    assert only(objects, "ConfigMap", f"{RELEASE}-extra")["kind"] == "ConfigMap"
+    assert only(objects, "Secret", f"{RELEASE}-extra-secret")["kind"] == "Secret"
+    monitor = only(objects, "ServiceMonitor")
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    for obj in objects:
+        if obj["apiVersion"] != MONITORING_API:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    assert "args" not in container(render(chart, None)), "one worker: the image's plain entrypoint"
+
+
+def test_allow_anonymous_is_a_value_and_tokens_are_optional_only_with_it(chart: Any) -> None:
+    settings = only(render(chart, {"braze": {"apiKey": "k", "allowAnonymous": True}}), "ConfigMap")["data"]
+    assert settings["BRAZE_PROXY_ALLOW_ANONYMOUS"] == "true"
+    Settings(_env_file=None, api_key="k", allow_anonymous=settings["BRAZE_PROXY_ALLOW_ANONYMOUS"])  # type: ignore[call-arg]
+    strict = {"braze": {"existingSecret": "braze-credentials"}}
+    lenient = {"braze": {"existingSecret": "braze-credentials", "allowAnonymous": True}}
+    tokens = {"BRAZE_PROXY_CLIENT_TOKENS"}
+    assert [
+        e["valueFrom"]["secretKeyRef"]["optional"] for e in env_of(render(chart, strict)) if e["name"] in tokens
+    ] == [False]
+    assert [
+        e["valueFrom"]["secretKeyRef"]["optional"] for e in env_of(render(chart, lenient)) if e["name"] in tokens
+    ] == [True]
+    assert "then any client may call" not in (CHART / "templates" / "deployment.yaml").read_text()
+    assert "weight" in (CHART / "values.yaml").read_text().split("clientTokens:")[0].rsplit("# --", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"extraEnv": [{"name": "OTEL_SERVICE_NAME", "value": "x"}, {"name": "BRAZE_PROXY_API_KEY", "value": "k"}]},
+            "extraEnv[1].name: BRAZE_PROXY_API_KEY is set by the chart from braze.apiKey or braze.existingSecret",
+        ),
+        (
+            {"extraEnv": [{"name": "BRAZE_PROXY_REDIS_URL", "value": "redis://x"}]},
+            "extraEnv[0].name: BRAZE_PROXY_REDIS_URL is set by the chart from redis.url or redis.existingSecret",
+        ),
+        (
+            {"config": {"extra": {"BRAZE_PROXY_API_KEY": "secret"}}},
+            "config.extra.BRAZE_PROXY_API_KEY is set by the chart from braze.apiKey or braze.existingSecret",
+        ),
+        ({"config": {"extra": {"BRAZE_PROXY_PORT": "9000"}}}, "config.extra.BRAZE_PROXY_PORT is set by the chart"),
+        (
+            {"config": {"extra": {"BRAZE_PROXY_TTL_SETLED": "60"}}},
+            "config.extra.BRAZE_PROXY_TTL_SETLED is not a setting of the proxy (a typo?)",
+        ),
+        (
+            {"replicaCount": 2, "redis": {"url": "redis://r:6379"}, "podDisruptionBudget": {"minAvailable": 2}},
+            "podDisruptionBudget.minAvailable (2) with 2 pods leaves none to evict",
+        ),
+        (
+            {"replicaCount": 3, "redis": {"url": "redis://r:6379"}, "podDisruptionBudget": {"maxUnavailable": 0}},
+            "podDisruptionBudget.maxUnavailable 0 leaves no pod to evict",
+        ),
+    ],
+    ids=["extraEnv api key", "extraEnv redis url", "extra api key", "extra port", "extra typo", "pdb min", "pdb max 0"],
+)
+def test_refusals_say_which_key_is_wrong(helm: ModuleType, chart: Any, values: dict[str, Any], message: str) -> None:
+    """Issue 24: a schema `not` said only "'not' failed"; a typo in config.extra landed in the ConfigMap."""
+    with pytest.raises(helm.HelmError) as refused:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    assert message in str(refused.value)
+    assert "'not' failed" not in str(refused.value)
+
+
+def test_the_chart_knows_every_setting_and_nothing_else() -> None:
+    text = (CHART / "templates" / "_helpers.tpl").read_text()
+    names = text.split('define "braze-proxy.settingNames" -}}')[1].split("{{-")[0].split()
+    assert names == [f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+
+
+@pytest.mark.parametrize(
+    ("values", "pdb"),
+    [
+        (None, False),  # one replica: a PDB could only block a drain
+        ({"podDisruptionBudget": {"minAvailable": 1}}, False),  # the issue's case
+        ({"replicaCount": 2, "redis": {"url": "redis://r:6379"}}, True),
+        ({"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 1}}, False),
+        ({"redis": {"url": "redis://r:6379"}, "autoscaling": {"enabled": True, "minReplicas": 2}}, True),
+    ],
+    ids=["default", "min available 1 of 1", "two replicas", "hpa of one", "hpa from two"],
+)
+def test_a_pdb_only_where_it_cannot_block_a_drain(chart: Any, values: dict[str, Any] | None, pdb: bool) -> None:
+    kinds = {o["kind"] for o in render(chart, values)}
+    assert ("PodDisruptionBudget" in kinds) == pdb
+
+
+@pytest.mark.parametrize("override", [{}, {"fullnameOverride": "analytics-cache"}, {"nameOverride": "cache"}])
+def test_alerts_match_the_releases_own_job_whatever_its_name(
+    chart: Any, tmp_path: Path, override: dict[str, str]
+) -> None:
+    values = {**override, "metrics": {"prometheusRule": {"enabled": True}}}
+    objects = render(chart, values)
+    job = objects_named(objects, "Service")  # the ServiceMonitor's job: the Service's name
+    rule = only(objects, "PrometheusRule", name=job)
+    exprs = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert exprs["BrazeProxyAbsent"] == f'absent(up{{job="{job}", namespace="{NAMESPACE}"}} == 1)'
+    assert exprs["BrazeProxyTargetDown"] == f'up{{job="{job}", namespace="{NAMESPACE}"}} == 0'
+    assert not any("braze-proxy.*" in expr for expr in exprs.values())
+    # promtool: the rendered rules fire on this release's job, under any release name.
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    (tmp_path / "test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": ["rules.yml"],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [
+                            {
+                                "series": f'up{{job="{job}", namespace="{NAMESPACE}", instance="a:8080"}}',
+                                "values": "0x20",
+                            }
+                        ],
+                        "alert_rule_test": [
+                            {
+                                "eval_time": "10m",
+                                "alertname": "BrazeProxyTargetDown",
+                                "exp_alerts": [
+                                    {
+                                        "exp_labels": {
+                                            "severity": "warning",
+                                            "job": job,
+                                            "namespace": NAMESPACE,
+                                            "instance": "a:8080",
+                                        },
+                                        "exp_annotations": {
+                                            "summary": f"braze-proxy target a:8080 down (job {job})",
+                                            "description": "Prometheus cannot scrape a:8080 (up = 0) for 5 minutes;"
+                                            " the other replicas keep serving.",
+                                            "runbook_url": "https://braze-proxy.example/runbooks/BrazeProxyTargetDown/",
+                                        },
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    promtool = binary("promtool", "apt-get install -y --no-install-recommends prometheus")
+    result = subprocess.run(
+        [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def env_of(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = container(objects).get("env", [])
+    return env
+
+
+def objects_named(objects: list[dict[str, Any]], kind: str) -> str:
+    (name,) = [o["metadata"]["name"] for o in objects if o["kind"] == kind]
+    return str(name)

@@ -247,15 +247,70 @@ async def test_upstream_timeout_is_a_504_within_the_timeout(
 async def test_managed_key_mode_with_client_tokens(
     http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
 ) -> None:
-    proxy = start_proxy(API_KEY=KEY_A, CLIENT_TOKENS="growth:tok-growth,billing:tok-billing")
-    assert (await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-unknown")).status == 401
+    proxy = start_proxy(API_KEY=KEY_A, CLIENT_TOKENS="growth:tok-growth-0123456789,billing:tok-billing-0123456789")
+    assert (await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-unknown-0123456789")).status == 401
     assert (await get(http, proxy, "length=2&ending_at=2018-06-28", key=None)).status == 401
-    growth = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-growth")
-    billing = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-billing")
+    growth = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-growth-0123456789")
+    billing = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-billing-0123456789")
     assert growth.status == billing.status == 200 and growth.body == billing.body  # one workspace, one entry
     (call,) = standin.stats()["requests"]
     assert call["authorization"] == f"Bearer {KEY_A}"  # the managed key, never the client's token
     assert '"team": "growth"' in proxy.logs() or '"team":"growth"' in proxy.logs()
+
+
+async def test_counters_of_known_endpoints_start_at_zero(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory
+) -> None:
+    """Issue 24: docs/metrics.md said so, but requests, upstream calls and retries had no series before the first."""
+    proxy = start_proxy()
+    async with http.get(f"{proxy.url}/metrics") as scraped:
+        text = await scraped.text()
+    for endpoint in ("sessions", "campaigns"):
+        for cache in ("hit", "miss"):
+            assert metric(text, "braze_proxy_requests_total", braze_endpoint=endpoint, cache=cache, code="200") == 0
+        assert metric(text, "braze_proxy_upstream_retries_total", braze_endpoint=endpoint) == 0
+    default = {"workspace": "default", "code": "200"}
+    assert (
+        metric(text, "braze_proxy_upstream_requests_total", braze_endpoint="sessions", group="default", **default) == 0
+    )
+    assert (
+        metric(text, "braze_proxy_upstream_requests_total", braze_endpoint="campaigns", group="campaigns", **default)
+        == 0
+    )
+
+
+async def test_a_managed_key_braze_refuses_is_a_502_an_error_line_and_a_metric(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
+) -> None:
+    """Issue 24: Braze refusing the proxy's own key was passed on as a 401 that blamed the client's token."""
+    proxy = start_proxy(API_KEY=KEY_A, CLIENT_TOKENS="growth:tok-growth-0123456789")
+    async with http.get(f"{proxy.url}/metrics") as before:
+        assert metric(await before.text(), "braze_proxy_managed_key_refusals_total", workspace="default") == 0
+    standin.config(rejected_keys=[KEY_A])
+    reply = await get(http, proxy, "length=2&ending_at=2018-06-28", key="tok-growth-0123456789")
+    assert reply.status == 502
+    message = str(reply.json()["message"])
+    assert "Braze refused the proxy's own API key (HTTP 401)" in message and "your token is fine" in message
+    assert KEY_A.encode() not in reply.body and b"tok-growth" not in reply.body
+    async with http.get(f"{proxy.url}/metrics") as after:
+        text = await after.text()
+    assert metric(text, "braze_proxy_managed_key_refusals_total", workspace="default") == 1
+    assert metric(text, "braze_proxy_requests_total", braze_endpoint="sessions", code="502") == 1
+    lines = [json.loads(line) for line in proxy.logs().splitlines() if line.startswith("{")]
+    errors = [line for line in lines if line.get("level") == "error"]
+    assert any("refused the proxy's own API key" in line["message"] for line in errors), errors
+    assert KEY_A not in proxy.logs()
+
+
+async def test_in_pass_through_mode_a_refused_key_is_the_clients_own_401(
+    http: aiohttp.ClientSession, start_proxy: ProxyFactory, standin: StandinProcess
+) -> None:
+    proxy = start_proxy()
+    standin.config(rejected_keys=[KEY_A])
+    reply = await get(http, proxy, "length=2&ending_at=2018-06-28", KEY_A)
+    assert reply.status == 401 and reply.json()["message"] == "Invalid API key: key not recognized"
+    async with http.get(f"{proxy.url}/metrics") as scraped:
+        assert metric(await scraped.text(), "braze_proxy_managed_key_refusals_total") is None
 
 
 async def test_ttl_depends_on_unit_and_phase(

@@ -170,30 +170,30 @@ async def test_malformed_requests_are_logged_without_their_bytes(
 
 async def test_managed_mode_gates_on_client_tokens(start_proxy: ProxyFactory, standin: StandinProcess) -> None:
     managed_key = "sk-managed-upstream-1b2b3b4b"
-    proxy = start_proxy(API_KEY=managed_key, CLIENT_TOKENS="alpha:tok-alpha-123,beta:tok-beta-456")
+    proxy = start_proxy(API_KEY=managed_key, CLIENT_TOKENS="alpha:tok-alpha-abcdef123,beta:tok-beta-abcdef456")
     query = data_query(length=2, ending_at="2024-03-01")
     refused = [
         await ask(proxy, query),
         await ask(proxy, query, bearer("wrong")),
-        await ask(proxy, query, bearer("tok-alpha-12")),  # a prefix
-        await ask(proxy, query, bearer("tok-alpha-1234")),  # an extension
+        await ask(proxy, query, bearer("tok-alpha-abcdef12")),  # a prefix
+        await ask(proxy, query, bearer("tok-alpha-abcdef1234")),  # an extension
         await ask(proxy, query, bearer("TOK-ALPHA-123")),
         await ask(proxy, query, bearer(managed_key)),  # the upstream key is not a client token
-        await ask(proxy, query, {"Authorization": "Basic tok-alpha-123"}),
-        await ask(proxy, f"{query}&api_key=tok-alpha-123"),
+        await ask(proxy, query, {"Authorization": "Basic tok-alpha-abcdef123"}),
+        await ask(proxy, f"{query}&api_key=tok-alpha-abcdef123"),
     ]
     for outcome in refused:
         assert outcome.status == 401, outcome
         assert json.loads(outcome.body)["message"].startswith("Unauthorized")
     assert standin.stats()["calls"] == 0
-    alpha = await ask(proxy, query, bearer("tok-alpha-123"))
-    beta = await ask(proxy, query, bearer("tok-beta-456"))
+    alpha = await ask(proxy, query, bearer("tok-alpha-abcdef123"))
+    beta = await ask(proxy, query, bearer("tok-beta-abcdef456"))
     assert alpha.status == beta.status == 200
     assert "hit" in beta.cache_status  # one upstream credential: the teams share its entries
     assert [r["authorization"] for r in standin.stats()["requests"]] == [f"Bearer {managed_key}"]
     logs = proxy.logs()
     assert '"team":"alpha"' in logs
-    for secret in (managed_key, "tok-alpha-123", "tok-beta-456"):
+    for secret in (managed_key, "tok-alpha-abcdef123", "tok-beta-abcdef456"):
         assert secret not in logs
         for outcome in [*refused, alpha, beta]:
             assert secret.encode() not in outcome.body

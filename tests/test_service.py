@@ -372,15 +372,15 @@ async def test_each_workspace_spends_its_own_budget(standin: StandinServer) -> N
 
 
 async def test_team_metrics_count_requests_hits_calls_and_refusals(standin: StandinServer) -> None:
-    tokens = "alpha:tok-a,beta:tok-b:2"
+    tokens = "alpha:tok-a-0123456789,beta:tok-b-0123456789:2"
     values = {"rate_limit_per_hour": 36, "rate_limit_burst": 2, "rate_limit_max_wait_seconds": 0}
     async with proxy_in_process(standin.url, api_key="managed", client_tokens=tokens, **values) as proxy:
         assert await proxy.metric("braze_proxy_team_refusals_total", team="beta") == 0  # there before any event
-        await proxy.get(OLD, key="tok-a")
-        await proxy.get(OLD, key="tok-a")
-        await proxy.get(OLD, key="tok-b")
-        await proxy.get("length=4&ending_at=2020-02-01", key="tok-b")
-        refused = await proxy.get("length=5&ending_at=2020-02-01", key="tok-a")
+        await proxy.get(OLD, key="tok-a-0123456789")
+        await proxy.get(OLD, key="tok-a-0123456789")
+        await proxy.get(OLD, key="tok-b-0123456789")
+        await proxy.get("length=4&ending_at=2020-02-01", key="tok-b-0123456789")
+        refused = await proxy.get("length=5&ending_at=2020-02-01", key="tok-a-0123456789")
         assert refused.status == 429
         counts = {
             name: [await proxy.metric(f"braze_proxy_team_{name}_total", team=t) for t in ("alpha", "beta")]

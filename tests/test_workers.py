@@ -111,6 +111,39 @@ def test_workers_without_redis_split_the_budget(start_proxy: ProxyFactory, stand
     assert statuses.count(429) == 20 - statuses.count(200)
 
 
+def test_budget_and_team_metrics_are_whole_under_two_workers(
+    start_proxy: ProxyFactory, standin: StandinProcess
+) -> None:
+    """Issue 24 (and 23): gauges of configuration are the configured values, not one per worker added up; the
+    upstream calls of both workers add up by workspace and group to what the stand-in saw."""
+    proxy = start_proxy(
+        API_KEY="k-managed-0123456789",
+        CLIENT_TOKENS="alpha:tok-alpha-0123456789:3,beta:tok-beta-0123456789",
+        RATE_LIMIT_PER_HOUR=7200,
+        args=("--workers", "2"),
+    )
+    deadline = time.monotonic() + 15
+    while proxy.logs().count('"proxy ready"') < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for day in range(1, 9):  # each on its own connection: both workers take some
+        request = urllib.request.Request(
+            f"{proxy.url}{PATH}?length=1&ending_at=2020-03-{day:02d}",
+            headers={"Authorization": "Bearer tok-alpha-0123456789"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+    with urllib.request.urlopen(f"{proxy.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    calls = standin.stats()["calls"]
+    labels = {"braze_endpoint": "sessions", "workspace": "default", "group": "default", "code": "200"}
+    assert metric(text, "braze_proxy_upstream_requests_total", **labels) == calls == 8
+    assert metric(text, "braze_proxy_budget_calls_per_second", workspace="default", group="default") == 2.0
+    assert metric(text, "braze_proxy_team_weight", team="alpha") == 3.0
+    assert metric(text, "braze_proxy_team_weight", team="beta") == 1.0
+    assert metric(text, "braze_proxy_team_upstream_calls_total", team="alpha") == 8
+    assert metric(text, "braze_proxy_managed_key_refusals_total", workspace="default") == 0
+
+
 def samples(text: str, name: str) -> dict[str, float]:
     """pid -> value of the `name` samples in `text`."""
     return {

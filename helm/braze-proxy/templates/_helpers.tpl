@@ -76,7 +76,8 @@ nothing when there are none, for `with`.
 {{- define "braze-proxy.image" -}}
 {{- $image := .Values.image }}
 {{- $repository := $image.repository }}
-{{- with $image.registry }}{{ $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}{{ end }}
+{{- $registry := (.Values.global | default (dict)).imageRegistry | default $image.registry }}
+{{- with $registry }}{{ $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}{{ end }}
 {{- if $image.digest }}
 {{- if $image.tag }}{{ printf "%s:%s@%s" $repository $image.tag $image.digest }}
 {{- else }}{{ printf "%s@%s" $repository $image.digest }}{{ end }}
@@ -152,4 +153,51 @@ the fleet overspend Braze's shared limit.
 {{- else }}
 {{- .Values.lifecycle.terminationGracePeriodSeconds }}
 {{- end }}
+{{- end }}
+
+{{/*
+The variables the chart sets itself, and the value that sets each: extraEnv and config.extra may not set them.
+*/}}
+{{- define "braze-proxy.ownedVariables" -}}
+{{- toJson (dict
+  "BRAZE_PROXY_API_KEY" "braze.apiKey or braze.existingSecret"
+  "BRAZE_PROXY_CLIENT_TOKENS" "braze.clientTokens or braze.existingSecret"
+  "BRAZE_PROXY_ALLOW_ANONYMOUS" "braze.allowAnonymous"
+  "BRAZE_PROXY_REDIS_URL" "redis.url or redis.existingSecret"
+  "BRAZE_PROXY_HOST" "the chart (0.0.0.0)"
+  "BRAZE_PROXY_PORT" "the chart (8080, which the probes and the Service follow)"
+  "BRAZE_PROXY_METRICS_PORT" "metricsPort"
+  "BRAZE_PROXY_SHUTDOWN_GRACE_SECONDS" "lifecycle.shutdownGraceSeconds"
+) }}
+{{- end }}
+
+{{/*
+Every setting of the proxy (proxy/settings.py; tests/test_helm_chart.py keeps this list equal to it).
+*/}}
+{{- define "braze-proxy.settingNames" -}}
+BRAZE_PROXY_UPSTREAM_URL BRAZE_PROXY_UPSTREAM_PROXY BRAZE_PROXY_API_KEY BRAZE_PROXY_CLIENT_TOKENS BRAZE_PROXY_UPSTREAM_TIMEOUT BRAZE_PROXY_UPSTREAM_CONNECT_TIMEOUT BRAZE_PROXY_UPSTREAM_MAX_BODY_BYTES BRAZE_PROXY_UPSTREAM_MAX_CONNECTIONS BRAZE_PROXY_UPSTREAM_RETRIES BRAZE_PROXY_UPSTREAM_RETRY_BUDGET_SECONDS BRAZE_PROXY_REDIS_URL BRAZE_PROXY_REDIS_TLS_CA_FILE BRAZE_PROXY_REDIS_KEY_PREFIX BRAZE_PROXY_REDIS_TIMEOUT BRAZE_PROXY_REDIS_MAX_CONNECTIONS BRAZE_PROXY_REDIS_FILL_WAKEUPS BRAZE_PROXY_MEMORY_MAX_ENTRIES BRAZE_PROXY_MEMORY_MAX_BYTES BRAZE_PROXY_L1_ENABLED BRAZE_PROXY_WINDOWS BRAZE_PROXY_WIDEN_FETCHES BRAZE_PROXY_REPORTING_TIMEZONE BRAZE_PROXY_TTL_OPEN_HOUR BRAZE_PROXY_TTL_OPEN_DAY BRAZE_PROXY_SETTLE_WINDOW_HOUR BRAZE_PROXY_SETTLE_WINDOW_DAY BRAZE_PROXY_TTL_RECENT_HOUR BRAZE_PROXY_TTL_RECENT_DAY BRAZE_PROXY_TTL_SETTLED BRAZE_PROXY_STALE_SECONDS BRAZE_PROXY_STALE_WHILE_REVALIDATE_SECONDS BRAZE_PROXY_RATE_LIMIT_PER_HOUR BRAZE_PROXY_RATE_LIMIT_BURST BRAZE_PROXY_RATE_LIMIT_MAX_WAIT_SECONDS BRAZE_PROXY_ALLOW_ANONYMOUS BRAZE_PROXY_WORKSPACES BRAZE_PROXY_BUDGET_GROUPS BRAZE_PROXY_ENDPOINT_GROUPS BRAZE_PROXY_EXPECTED_REPLICAS BRAZE_PROXY_REDIS_OUTAGE_POLICY BRAZE_PROXY_HOST BRAZE_PROXY_PORT BRAZE_PROXY_METRICS_PORT BRAZE_PROXY_MAX_QUERY_BYTES BRAZE_PROXY_MAX_HEADER_BYTES BRAZE_PROXY_SHUTDOWN_GRACE_SECONDS BRAZE_PROXY_LOG_LEVEL BRAZE_PROXY_ACCESS_LOG
+{{- end }}
+
+{{/* Refuses extraEnv and config.extra entries that the chart owns, or (config.extra) that are no setting. */}}
+{{- define "braze-proxy.checkVariables" -}}
+{{- $owned := include "braze-proxy.ownedVariables" . | fromJson }}
+{{- range $i, $env := .Values.extraEnv }}
+{{- with get $owned $env.name }}
+{{- fail (printf "extraEnv[%d].name: %s is set by the chart from %s; set that instead" $i $env.name .) }}
+{{- end }}
+{{- end }}
+{{- $known := splitList " " (include "braze-proxy.settingNames" . | trim) }}
+{{- range $name, $_ := .Values.config.extra }}
+{{- with get $owned $name }}
+{{- fail (printf "config.extra.%s is set by the chart from %s; set that instead" $name .) }}
+{{- end }}
+{{- if not (has $name $known) }}
+{{- fail (printf "config.extra.%s is not a setting of the proxy (a typo?); `braze-proxy --help` lists them" $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The fewest pods the Deployment runs: the HPA's minimum, or replicaCount. */}}
+{{- define "braze-proxy.minReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
 {{- end }}
