@@ -213,15 +213,11 @@ class Settings(BaseSettings):
     ttl_recent_hour: Seconds = Field(600.0, gt=0, description="TTL when the last hour closed within the window")
     ttl_recent_day: Seconds = Field(1800.0, gt=0, description="TTL when the last day closed within the window")
     ttl_settled: Seconds = Field(86400.0, gt=0, description="TTL of a settled series")
-    ttl_lists: Seconds = Field(
-        300.0, gt=0, description="TTL of a list or a page of one (campaigns, events, catalog items, ...)"
-    )
+    ttl_lists: Seconds = Field(300.0, gt=0, description="TTL of a list or a page of one (campaigns, events, ...)")
     ttl_details: Seconds = Field(300.0, gt=0, description="TTL of one item's details (a campaign, a template, ...)")
     stale_seconds: Seconds = Field(86400.0, ge=0, description="how long past freshness an entry is kept to serve stale")
     stale_while_revalidate_seconds: Seconds = Field(
-        60.0,
-        ge=0,
-        description="past freshness, serve stale at once and refresh in the background this long (<= STALE_SECONDS)",
+        60.0, ge=0, description="past freshness, serve stale at once and refresh in the background (<= STALE_SECONDS)"
     )
 
     # --- upstream budget (shared token bucket) -------------------------------------------------------

@@ -161,7 +161,7 @@ def test_the_same_port_for_metrics_and_traffic_stops_check_and_start_up() -> Non
 def test_help_shows_the_json_settings_defaults() -> None:
     result = run("--help")
     assert "PydanticUndefined" not in result.stdout
-    assert 'BRAZE_PROXY_BUDGET_GROUPS  (default: {"campaigns": {"rate_limit_per_hour": 600000.0}})' in result.stdout
+    assert 'BRAZE_PROXY_BUDGET_GROUPS  (default: {"campaigns": {"rate_limit_per_hour": 600000.0' in result.stdout
 
 
 GOOD = "0123456789abcdef"  # a token of the minimum length

@@ -227,13 +227,19 @@ async def test_a_write_is_refused_without_an_upstream_call(
 
 
 async def test_writes_clients_make_are_refused_in_managed_mode_above_all(standin: StandinServer) -> None:
-    async with proxy_in_process(standin.url, api_key="managed-key", client_tokens="growth:tok-g") as proxy:
+    async with proxy_in_process(
+        standin.url, api_key="managed-key", client_tokens="growth:tok-growth-0123456789"
+    ) as proxy:
         for path in ("/content_blocks/create", "/templates/email/update", "/media_library/create", "/users/track"):
-            async with proxy.client.post(path, json={"name": "x"}, headers={"Authorization": "Bearer tok-g"}) as r:
+            async with proxy.client.post(
+                path, json={"name": "x"}, headers={"Authorization": "Bearer tok-growth-0123456789"}
+            ) as r:
                 assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
-        async with proxy.client.delete("/catalogs/restaurants/items", headers={"Authorization": "Bearer tok-g"}) as r:
+        async with proxy.client.delete(
+            "/catalogs/restaurants/items", headers={"Authorization": "Bearer tok-growth-0123456789"}
+        ) as r:
             assert r.status == 405
-        assert (await proxy.get("", key="tok-g", path="/catalogs")).status == 200
+        assert (await proxy.get("", key="tok-growth-0123456789", path="/catalogs")).status == 200
     assert standin.state.calls == 1  # the GET only
     assert all(r["authorization"] == "Bearer managed-key" for r in standin.state.requests)
 

@@ -277,7 +277,7 @@ async def test_a_flood_asking_a_polite_teams_questions_does_not_hand_it_its_refu
     """Managed mode shares one cache scope between teams: the polite team's request joins the flood's fill of the
     same question (in process, or across replicas through the lock and its failure marker). The flood's refusal
     is its own share's decision: the polite team's share decides for it."""
-    tokens = "flood:tok-flood,polite:tok-polite"
+    tokens = "flood:tok-flood-0123456789,polite:tok-polite-0123456789"
     replicas = start_replicas(
         start_proxy,
         redis_server.url,
@@ -289,14 +289,16 @@ async def test_a_flood_asking_a_polite_teams_questions_does_not_hand_it_its_refu
     asked = [question() for _ in range(18)]
     polite: list[Outcome] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
-        drain = asyncio.ensure_future(team(replicas, "tok-flood", 1.0 + 18 * 0.5, flood=True))
+        drain = asyncio.ensure_future(team(replicas, "tok-flood-0123456789", 1.0 + 18 * 0.5, flood=True))
         await asyncio.sleep(1.0)  # the flood is over its share
         for i, query in enumerate(asked):
             until = time.monotonic() + 0.5
-            shadows = [asyncio.ensure_future(shadow(session, replicas, query, "tok-flood", until)) for _ in range(3)]
+            shadows = [
+                asyncio.ensure_future(shadow(session, replicas, query, "tok-flood-0123456789", until)) for _ in range(3)
+            ]
             await asyncio.sleep(0.1)  # the flood is asking it: its fills (refused) are in flight
             url = f"{replicas[i % count].url}{PATH}?{query}"
-            polite.append(await get(session, url, bearer("tok-polite")))
+            polite.append(await get(session, url, bearer("tok-polite-0123456789")))
             await asyncio.gather(*shadows)
         flood = await drain
     answered = sum(o.status == 200 for o in polite)

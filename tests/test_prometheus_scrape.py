@@ -238,7 +238,8 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         (r["metric"]["workspace"], r["metric"]["group"]): float(r["value"][1])
         for r in prometheus.query(queries["Upstream calls against the budget / B"])
     }
-    assert budgets == {("default", "default"): 36000, ("default", "campaigns"): 600000}, budgets
+    assert budgets[("default", "default")] == 36000 and budgets[("default", "campaigns")] == 600000, budgets
+    assert budgets[("default", "events_products")] == 200, budgets  # a fifth of Braze's 1,000 an hour
     assert {"200", "500", "429"} <= set(values("Upstream responses by code / A", "code"))
     assert {"revalidate", "upstream_error"} <= set(values("Stale answers by reason / A", "reason"))
     assert {"tokens", "upstream_429"} <= set(values("Budget waits and rejections / B", "reason"))

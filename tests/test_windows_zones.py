@@ -101,7 +101,7 @@ async def test_redis_down_repeats_in_any_spelling_and_team_are_hits(standin: Sta
             "redis_url": redis.url,
             "redis_timeout": 0.2,
             "api_key": "key-a",
-            "client_tokens": "a:tok-a1234567,b:tok-b1234567",
+            "client_tokens": "a:tok-a-1234567890,b:tok-b-1234567890",
         }
         async with windows_proxy(standin, clock, **settings) as proxy:
             spellings = [
@@ -110,11 +110,11 @@ async def test_redis_down_repeats_in_any_spelling_and_team_are_hits(standin: Sta
                 "unit=DAY&length=30&ending_at=2026-11-10T23:59:59Z",
                 "length=30&unit=day&ending_at=2026-11-10T00:00:00Z",
             ]
-            first = await proxy.get(spellings[0], key="tok-a1234567")
+            first = await proxy.get(spellings[0], key="tok-a-1234567890")
             assert first.status == 200, first.body
             calls = standin.state.calls
             for spelling in spellings:
-                for team in ("tok-a1234567", "tok-b1234567"):
+                for team in ("tok-a-1234567890", "tok-b-1234567890"):
                     reply = await proxy.get(spelling, key=team)
                     assert reply.status == 200 and reply.body == first.body
                     assert reply.cache_status.startswith("braze-proxy; hit"), (spelling, reply.cache_status)
