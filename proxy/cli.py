@@ -114,6 +114,7 @@ def supervise(workers: int) -> int:
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGHUP, forward)  # the workers reload their tokens file; none stops
         children.extend(subprocess.Popen(argv, env=env) for _ in range(workers))
         codes = []
         for child in children:

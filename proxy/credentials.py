@@ -75,6 +75,15 @@ class Authenticator:
     def managed(self) -> bool:
         return self._managed is not None
 
+    def set_teams(self, teams: Iterable[Team]) -> None:
+        """Replace the client teams (a reloaded tokens file): later requests resolve against these only."""
+        self._teams = [(team.token.encode(), team.name, team.weight) for team in teams]
+
+    def weights(self) -> dict[str, float]:
+        """Each team label this authenticator can give, with its weight (for the teams' shares)."""
+        weights = {name: weight for _, name, weight in self._teams}
+        return {label: weights.get(label, 1.0) for label in self.team_labels()}
+
     def team_labels(self) -> list[str]:
         """Every team label this authenticator can give (for metrics initialised at zero)."""
         if self._managed is None:
