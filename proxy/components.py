@@ -327,8 +327,8 @@ async def open_components(
         )
         stack.push_async_callback(service.close, CLOSE_FILLS_SECONDS)  # before the pools close
         series = windows.store if windows else None
-        day2 = await open_day2(s, b.redis, b.notices, cache.local, series, service, auth, spending, tokens, rules,
-                               metrics, clock, sleep, stack)  # fmt: skip
+        day2 = await open_day2(s, b, accounts, cache.local, series, service, auth, spending, tokens, rules, metrics,
+                               clock, sleep, stack)  # fmt: skip
         yield Components(
             service=service,
             auth=auth,

@@ -12,7 +12,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from proxy.accounts import Accounts
+from proxy.background import Spare
 from proxy.cache import MemoryLRU
 from proxy.credentials import Authenticator, Credential
 from proxy.errors import InvalidRequest, StoreError
@@ -26,8 +29,10 @@ from proxy.service import Service
 from proxy.settings import Settings, Team
 from proxy.spending import Spending
 from proxy.tokens_file import TokensFile
-from proxy.wakeups import PubSubWakeups
 from proxy.warm import Warmer, WarmList, due_between, parse_questions, parse_warm_file
+
+if TYPE_CHECKING:  # components imports this module
+    from proxy.components import Backing
 
 log = logging.getLogger("braze_proxy.day2")
 
@@ -146,10 +151,10 @@ def admin_token(s: Settings) -> frozenset[str]:
     return frozenset([s.admin_token.get_secret_value()]) if s.admin_token else frozenset()
 
 
-async def open_day2(
+async def open_day2(  # the composition root hands each part what it needs
     s: Settings,
-    redis: RedisConnection | None,
-    notices: PubSubWakeups | None,
+    b: Backing,
+    accounts: Accounts,
     local: MemoryLRU | None,
     series: SeriesStore | None,
     service: Service,
@@ -163,21 +168,22 @@ async def open_day2(
     stack: AsyncExitStack,
 ) -> Day2:
     """Build the day-2 parts and start their loops (stopped when `stack` closes)."""
-    prefix, timeout = s.redis_key_prefix, s.redis_timeout
+    prefix, timeout, redis = s.redis_key_prefix, s.redis_timeout, b.redis
+    spare = Spare(accounts.payer, b.shared, b.local, clock)
     inventory = Inventory(
         local=local,
         series=series if isinstance(series, MemorySeriesStore) else None,
         redis=redis,
-        notices=notices,
+        notices=b.notices,
         prefix=prefix,
         timeout=timeout,
     )
     ahead = None
     if s.refresh_ahead:
-        ahead = RefreshAhead(renew=service.renew, metrics=metrics, clock=clock, redis=redis, prefix=prefix,
-                             timeout=timeout)  # fmt: skip
+        ahead = RefreshAhead(renew=service.renew, room=spare.room, metrics=metrics, clock=clock, redis=redis,
+                             prefix=prefix, timeout=timeout)  # fmt: skip
     managed = authenticator_of_key(s)
-    warmer = Warmer(service.answer, metrics, sleep)
+    warmer = Warmer(service.answer, spare.room, metrics, sleep)
     day2 = Day2(spending, warmer, inventory, auth, managed, ahead, rules, clock, tokens)
     if tokens is not None:
         tokens.apply = lambda teams: day2.apply_teams(teams, metrics)

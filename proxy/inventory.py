@@ -133,25 +133,34 @@ class Inventory:
         end = start + limit
         return shown[start:end], str(end) if end < len(shown) else None
 
-    async def _page_redis(
-        self, endpoint: str | None, limit: int, cursor: str
-    ) -> tuple[list[dict[str, object]], str | None]:
+    async def _page_redis(self, endpoint: str | None, limit: int, cursor: str) -> Page:
+        """A page from SCAN; the cursor is SCAN's and how many names of its next batch were listed already."""
         assert self._redis is not None
         client: Any = self._redis.client
-        at = _int_cursor(cursor)
+        scan, _, skip = cursor.partition(".")
+        at, skipped = _int_cursor(scan), _int_cursor(skip)
         match = _glob_escaped(self._prefix) + "{*"
         found: list[tuple[bytes, Held]] = []
+        next_cursor: str | None = None
         async with self._redis.translated(self._timeout * 4):
             for _ in range(MAX_SCAN_ROUNDS):
-                at, names = await client.scan(at, match=match, count=SCAN_COUNT)
-                for name in names:
-                    held = describe(name.decode(errors="replace").removeprefix(self._prefix))
-                    if held is not None and (endpoint is None or held.endpoint == endpoint):
-                        found.append((name, held))
-                if at == 0 or len(found) >= limit:
+                following, names = await client.scan(at, match=match, count=SCAN_COUNT)
+                batch = self._matching(names, endpoint)[skipped:]
+                room = limit - len(found)
+                found += batch[:room]
+                if len(batch) > room:  # this batch goes on in the next page
+                    next_cursor = f"{at}.{skipped + room}"
                     break
-            rows = await self._read(client, found[:MAX_PAGE])
-        return rows, str(at) if at != 0 else None
+                at, skipped = following, 0
+                next_cursor = str(at) if at != 0 else None
+                if at == 0:
+                    break
+            rows = await self._read(client, found)
+        return rows, next_cursor
+
+    def _matching(self, names: list[bytes], endpoint: str | None) -> list[tuple[bytes, Held]]:
+        described = ((name, describe(name.decode(errors="replace").removeprefix(self._prefix))) for name in names)
+        return [(n, h) for n, h in described if h is not None and (endpoint is None or h.endpoint == endpoint)]
 
     async def _read(self, client: Any, found: list[tuple[bytes, Held]]) -> list[dict[str, object]]:
         pipe = client.pipeline(transaction=False)

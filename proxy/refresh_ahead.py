@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from proxy.background import background
 from proxy.credentials import Credential
+from proxy.endpoints import Endpoint
 from proxy.entry import Entry
 from proxy.errors import ProxyError, StoreError
 from proxy.metrics import Metrics
@@ -34,6 +35,7 @@ MAX_PLANNED = 10_000
 MAX_RUNNING = 4
 PRUNE_TICKS = 25
 Renew = Callable[[Question, Credential, str], Awaitable[None]]
+Room = Callable[[Credential, Endpoint], Awaitable[bool]]
 
 
 def lead(entry: Entry) -> float:
@@ -56,6 +58,7 @@ class RefreshAhead:
         self,
         *,
         renew: Renew,
+        room: Room,
         metrics: Metrics,
         clock: Callable[[], float],
         redis: RedisConnection | None = None,
@@ -63,6 +66,7 @@ class RefreshAhead:
         timeout: float = 0.5,
     ) -> None:
         self._renew = renew
+        self._room = room  # whether the budget has tokens the clients leave (background.Spare)
         self._m = metrics
         self._clock = clock
         self._redis = redis
@@ -109,6 +113,9 @@ class RefreshAhead:
             return True  # Redis is out of reach: each replica's own fill lock still holds one call per replica
 
     async def _refresh(self, planned: Planned) -> None:
+        if not await self._room(planned.credential, planned.question.endpoint):
+            self._m.refresh_ahead.labels("skipped").inc()
+            return
         if not await self._claim(planned):
             self._m.refresh_ahead.labels("peer").inc()
             return

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 from proxy.background import background
 from proxy.credentials import Credential
 from proxy.decisions import Answer
-from proxy.endpoints import SERVED
+from proxy.endpoints import SERVED, Endpoint
 from proxy.errors import InvalidRequest, ProxyError
 from proxy.metrics import Metrics
 from proxy.query import LEGACY_KEY_PARAM, KeyRules, Question, parse_query
@@ -27,9 +27,10 @@ log = logging.getLogger("braze_proxy.warm")
 
 MAX_QUESTIONS = 100  # per warm request (and warm file)
 MAX_QUEUED = 1000
-ATTEMPTS = 3  # a question the budget had no room for is tried again, after Braze's or the bucket's wait
-MAX_RETRY_WAIT = 10.0
+ATTEMPTS = 3  # a question the budget had no room for is tried again, this long after
+RETRY_WAIT = 5.0
 ServiceAnswer = Callable[[Question, Credential, str, datetime | None], Awaitable[Answer]]
+Room = Callable[[Credential, Endpoint], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +74,11 @@ def parse_questions(texts: Iterable[object], rules: KeyRules, now: float) -> lis
 class Warmer:
     """Fetches queued questions one at a time; counts each as ok, skipped (no spare budget) or error."""
 
-    def __init__(self, answer: ServiceAnswer, metrics: Metrics, sleep: Callable[[float], Awaitable[None]]) -> None:
+    def __init__(
+        self, answer: ServiceAnswer, room: Room, metrics: Metrics, sleep: Callable[[float], Awaitable[None]]
+    ) -> None:
         self._answer = answer
+        self._room = room  # whether the budget has tokens the clients leave (background.Spare)
         self._m = metrics
         self._sleep = sleep
         self._queue: asyncio.Queue[tuple[Warm, Credential]] = asyncio.Queue(MAX_QUEUED)
@@ -100,13 +104,15 @@ class Warmer:
     async def _warm(self, warm: Warm, credential: Credential) -> str:
         key = warm.question.cache_key(credential.scope)
         for attempt in range(ATTEMPTS):
+            if attempt:
+                await self._sleep(RETRY_WAIT)
+            if not await self._room(credential, warm.question.endpoint):
+                continue  # the clients are using the budget: later
             try:
                 answer = await self._answer(warm.question, credential, key, warm.instant)
             except ProxyError as error:
                 if error.status != 429:
                     return "error"
-                if attempt + 1 < ATTEMPTS:
-                    await self._sleep(min(MAX_RETRY_WAIT, float(error.retry_after or 1)))
                 continue
             if answer.cache_status.kind != "stale":  # stale: the budget had no room for the refresh either
                 return "ok"
