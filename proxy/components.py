@@ -98,6 +98,12 @@ KNOWN_LABELS: dict[str, list[tuple[str, ...]]] = {
     "refreshes": [("ok",), ("error",)],
     "series_buckets": [("store",), ("fetched",)],
     "label_mismatches": [("day",), ("hour",)],
+    "warm_questions": [("ok",), ("skipped",), ("error",)],
+    "refresh_ahead": [("ok",), ("skipped",), ("peer",), ("error",)],
+    "tokens_file_reloads": [("ok",), ("malformed",)],
+    "admin_actions": [
+        (a, r) for a in ("purge", "warm", "cache", "teams") for r in ("ok", "invalid", "unauthorized", "error")
+    ],
 }
 
 

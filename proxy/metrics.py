@@ -160,9 +160,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("team_share_remaining", G, "braze_proxy_team_share_remaining",
            "Upstream calls left this hour in a team's share (X-RateLimit-Remaining), by workspace, group and team",
            ("workspace", "group", "team"), mode="mostrecent"),
-    Family("tokens_file_valid", G, "braze_proxy_client_tokens_file_valid",
-           "1 while the client tokens file last read was valid, 0 while a malformed file is ignored (the previous"
-           " list stays in force)", mode="livemin"),
+    Family("tokens_file_malformed", G, "braze_proxy_client_tokens_file_malformed",
+           "1 while the client tokens file last read is malformed and ignored (the previous teams stay in force),"
+           " else 0", mode="livemax"),
     Family("tokens_file_reloads", C, "braze_proxy_client_tokens_file_reloads",
            "Reads of a changed client tokens file (or on SIGHUP) by result (ok, malformed)", ("result",)),
 )  # fmt: skip
@@ -256,7 +256,7 @@ class Metrics:
     warm_questions: Counter
     refresh_ahead: Counter
     team_share_remaining: Gauge
-    tokens_file_valid: Gauge
+    tokens_file_malformed: Gauge
     tokens_file_reloads: Counter
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

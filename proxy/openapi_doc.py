@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from proxy.endpoints import SERVED, Endpoint
+from proxy.openapi_admin import ADMIN_SCHEME, admin_paths
 from proxy.query import MAX_VALUE_CHARS
 
 VERSION = "0.1.0"
@@ -53,14 +54,15 @@ def build() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": {e.path: {"get": _operation(e)} for e in SERVED},
+        "paths": {e.path: {"get": _operation(e)} for e in SERVED} | admin_paths(),
         "components": {
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A Braze REST API key (pass-through) or a client token (managed-key mode)",
-                }
+                },
+                "admin": ADMIN_SCHEME,
             },
             "schemas": {
                 "Series": _series({"sessions": {"type": "integer"}}),

@@ -101,7 +101,7 @@ class TokensFile:
     def load(self) -> list[Team]:
         """The teams at start-up; raises Malformed (the proxy does not start on a bad file)."""
         teams, self._digest = read_file(self._path, self._forbidden)
-        self._m.tokens_file_valid.set(1)
+        self._m.tokens_file_malformed.set(0)
         return teams
 
     def hup(self) -> None:
@@ -121,7 +121,7 @@ class TokensFile:
         try:
             teams, _ = read_file(self._path, self._forbidden)
         except Malformed as error:
-            self._m.tokens_file_valid.set(0)
+            self._m.tokens_file_malformed.set(1)
             self._m.tokens_file_reloads.labels("malformed").inc()
             log.error(
                 "client tokens file malformed; the teams in force stay",
@@ -130,7 +130,7 @@ class TokensFile:
             return False
         if self.apply is not None:
             self.apply(teams)
-        self._m.tokens_file_valid.set(1)
+        self._m.tokens_file_malformed.set(0)
         self._m.tokens_file_reloads.labels("ok").inc()
         log.info("client tokens file reloaded", extra={"teams": [t.name for t in teams]})
         return True

@@ -116,7 +116,7 @@ def test_the_tokens_file_reloads_live_and_a_garbage_file_changes_nothing(
     line = next(json.loads(x) for x in proxy.logs().splitlines() if "client tokens file malformed" in x)
     assert line["line"] == 2 and "tok-secret-gamma" not in proxy.logs()
     scraped = urllib.request.urlopen(f"{proxy.url}/metrics", timeout=5).read().decode()
-    assert metric(scraped, "braze_proxy_client_tokens_file_valid") == 0
+    assert metric(scraped, "braze_proxy_client_tokens_file_malformed") == 1
     write(tokens, "")  # empty: would let everyone in as anonymous; refused as malformed
     time.sleep(3)
     assert ask(proxy, SESSIONS, "tok-beta")[0] == 200 and ask(proxy, SESSIONS, "nobody")[0] == 401
