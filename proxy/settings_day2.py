@@ -29,3 +29,19 @@ def check_day2(s: Settings) -> None:
             f"BRAZE_PROXY_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters and differ from the API key and"
             " every client token"
         )
+    check_files(s)
+
+
+def check_files(s: Settings) -> None:
+    """The tokens file and the warm file parse (so `--check` and start-up name a bad line, never a token)."""
+    from proxy.tokens_file import Malformed, read_file  # they import settings: not at this module's import
+    from proxy.warm import parse_warm_file
+
+    if s.client_tokens_file is not None:
+        forbidden = frozenset([s.admin_token.get_secret_value()]) if s.admin_token else frozenset()
+        try:
+            read_file(s.client_tokens_file, forbidden)
+        except Malformed as error:
+            raise ValueError(f"BRAZE_PROXY_CLIENT_TOKENS_FILE: {error}") from None
+    if s.warm_file is not None:
+        parse_warm_file(Path(s.warm_file).read_text(errors="replace"))

@@ -207,3 +207,23 @@ async def test_refresh_ahead_can_be_turned_off(standin: StandinServer) -> None:
         clock.advance(1.0)
         assert "fwd=" in (await proxy.get("length=3")).cache_status
         assert standin.state.calls == 2
+
+
+async def test_refresh_ahead_renews_a_window_s_buckets(standin: StandinServer) -> None:
+    clock = ManualClock()
+    async with proxy_in_process(
+        standin.url, clock, windows=True, ttl_open_day=5, api_key="k", allow_anonymous=True
+    ) as proxy:
+        assert "fwd=miss" in (await proxy.get("length=3")).cache_status
+        assert (await proxy.get("length=3")).cache_status.startswith("braze-proxy; hit")
+        called = standin.state.calls  # the label probe and the widened fetch
+        clock.advance(4.2)
+        for _ in range(50):
+            if standin.state.calls == called + 1:
+                break
+            await asyncio.sleep(0.05)
+        assert standin.state.calls == called + 1
+        clock.advance(1.0)
+        after = await proxy.get("length=3")
+        assert after.cache_status.startswith("braze-proxy; hit"), after.cache_status
+        assert standin.state.calls == called + 1

@@ -202,6 +202,11 @@ def test_day2_settings_are_checked(tmp_path: Path) -> None:
             "admin_token": "team-token-0123456789",
         },
     }
+    bad = tmp_path / "bad"
+    bad.write_text("a:tok-a\nb:tok-very-secret:heavy\n")
+    problems["CLIENT_TOKENS_FILE: line 2"] = {"api_key": "k", "client_tokens_file": str(bad)}
+    problems["warm file line 1"] = {"api_key": "k", "allow_anonymous": True, "warm_file": str(bad)}
     for message, values in problems.items():
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError, match=message) as raised:
             make(**values)
+        assert "tok-very-secret" not in str(raised.value)
