@@ -108,7 +108,7 @@ class Inventory:
     async def _unlink(self, client: Any, names: list[bytes]) -> int:
         pipe = client.pipeline(transaction=False)  # on a cluster the names lie in many slots: one command each
         for name in names:
-            pipe.unlink(name)
+            pipe.execute_command("UNLINK", name)  # (a cluster pipeline's unlink() is a coroutine)
         return sum(int(n) for n in await pipe.execute())
 
     async def page(self, endpoint: str | None, limit: int, cursor: str) -> Page:

@@ -227,3 +227,28 @@ async def test_refresh_ahead_renews_a_window_s_buckets(standin: StandinServer) -
         after = await proxy.get("length=3")
         assert after.cache_status.startswith("braze-proxy; hit"), after.cache_status
         assert standin.state.calls == called + 1
+
+
+async def test_purge_teams_and_refresh_claims_on_a_redis_cluster(standin: StandinServer, cluster: Any) -> None:
+    settings = {**MANAGED, "redis_url": cluster.url()}
+    async with proxy_in_process(standin.url, **settings) as proxy, proxy_in_process(standin.url, **settings) as peer:
+        for replica in (proxy, peer):
+            for app_id in ("x", "y"):
+                assert (await replica.get(f"{SESSIONS}&app_id={app_id}", key="tok-a")).status == 200
+        assert standin.state.calls == 2
+        status, body = await admin(proxy, "POST", "/admin/purge", {"endpoint": "sessions", "filters": {"app_id": "x"}})
+        assert (status, body) == (200, {"purged": 1})
+        for _ in range(40):  # the peer's L1 copy goes with the notice (sharded pub/sub on a cluster)
+            if "fwd=miss" in (await peer.get(f"{SESSIONS}&app_id=x", key="tok-a")).cache_status:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the peer still answers the purged question from its L1")
+        assert standin.state.calls == 3
+        await proxy.components.day2.spending.sync()
+        await peer.components.day2.spending.sync()
+        await proxy.components.day2.spending.sync()
+        teams = (await admin(proxy, "GET", "/admin/teams"))[1]["teams"]
+        team_a = next(t for t in teams if t["team"] == "a" and t["group"] == "default")
+        assert team_a["spent_this_hour"] == 3  # both replicas' calls, shared through the cluster
+        assert (await admin(proxy, "GET", "/admin/cache"))[0] == 200
