@@ -149,7 +149,7 @@ FAMILIES: tuple[Family, ...] = (
            "workspace's): answered by an exact call instead", ("unit",)),
     # day-2 operations (docs/operations.md)
     Family("admin_actions", C, "braze_proxy_admin_actions",
-           "Admin API requests by action (purge, warm, cache, teams) and result (ok, invalid, unauthorized)",
+           "Admin API requests by action (purge, warm, cache, teams) and result (ok, invalid, unauthorized, error)",
            ("action", "result")),
     Family("purged", C, "braze_proxy_purged_entries", "Entries and stored series dropped by admin purges"),
     Family("warm_questions", C, "braze_proxy_warm_questions",

@@ -252,3 +252,20 @@ async def test_purge_teams_and_refresh_claims_on_a_redis_cluster(standin: Standi
         team_a = next(t for t in teams if t["team"] == "a" and t["group"] == "default")
         assert team_a["spent_this_hour"] == 3  # both replicas' calls, shared through the cluster
         assert (await admin(proxy, "GET", "/admin/cache"))[0] == 200
+
+
+async def test_refresh_ahead_is_skipped_when_the_clients_use_the_budget(standin: StandinServer) -> None:
+    clock = ManualClock()
+    settings = {**MANAGED, "ttl_open_day": 5, "rate_limit_per_hour": 3.6, "rate_limit_burst": 10}
+    async with proxy_in_process(standin.url, clock, **settings) as proxy:
+        assert "fwd=miss" in (await proxy.get("length=3", key="tok-a")).cache_status
+        assert (await proxy.get("length=3", key="tok-a")).cache_status.startswith("braze-proxy; hit")  # planned
+        for app_id in range(5):  # the team takes the bucket down to 4 tokens, below the headroom (5)
+            assert (await proxy.get(f"{SESSIONS}&app_id={app_id}", key="tok-a")).status == 200
+        clock.advance(4.2)
+        for _ in range(50):
+            if await proxy.metric("braze_proxy_refresh_ahead_total", result="skipped") == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await proxy.metric("braze_proxy_refresh_ahead_total", result="skipped") == 1
+        assert standin.state.calls == 6  # no refresh: the entry expires as usual

@@ -136,6 +136,11 @@ def test_sighup_reloads_at_once_and_never_stops_the_process(start_proxy: ProxyFa
     os.kill(plain.pid, signal.SIGHUP)
     time.sleep(0.3)
     assert plain.running and plain.healthy()
+    workers = start_proxy(API_KEY="managed-key", CLIENT_TOKENS_FILE=tokens, args=("--workers", "2"))
+    until(lambda: workers.logs().count('"proxy ready"') == 2, 10)  # (a worker still starting ignores a SIGHUP)
+    os.kill(workers.pid, signal.SIGHUP)  # the supervisor passes it on to its workers
+    until(lambda: workers.logs().count("SIGHUP: reloading the client tokens file") == 2, 5)
+    assert workers.running and workers.healthy() and ask(workers, SESSIONS, "tok-alpha")[0] == 200
 
 
 def test_the_warm_file_warms_once_across_replicas(
