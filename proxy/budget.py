@@ -127,6 +127,14 @@ class MemoryBudget:
             ledger.granted(payer.team, view, now)
         return decision
 
+    def tokens(self, payer: Payer) -> tuple[float, float]:
+        """(tokens held now, capacity) of `payer`'s bucket: a read, nothing taken (background work's room)."""
+        now = self._clock()
+        params = params_of(payer.limit, self._shares, self._max_wait)
+        state, _ = self._state(payer, params, now)
+        held = min(params.capacity, state.tokens + max(0.0, now - state.last) * params.rate)
+        return (held if now >= state.blocked_until else 0.0), params.capacity
+
     def note(self, payer: Payer, granted: bool) -> None:
         """Record a call the shared budget decided, without spending here: when Redis goes away, this fallback
         already knows which teams are active and what they used (fairness holds from the first request on)."""
@@ -147,6 +155,7 @@ class MemoryBudget:
 
 class RedisBudget:
     def __init__(self, conn: RedisConnection, prefix: str, max_wait: float, timeout: float) -> None:
+        self.conn = conn  # read by background.Spare (the bucket, without taking a token)
         self._conn = conn
         self._prefix = prefix
         self._max_wait = max_wait

@@ -72,6 +72,17 @@ class MemoryLRU:
             self.evictions += 1
         return True
 
+    def items(self) -> list[tuple[str, Entry]]:
+        """Every (key, entry) held, least recently used first (the admin API's listing)."""
+        return [(key, entry) for key, (entry, _) in self._items.items()]
+
+    def discard(self, key: str) -> bool:
+        """Drop `key` if held (a purge); True if it was."""
+        if key not in self._items:
+            return False
+        self._drop(key)
+        return True
+
     def _drop(self, key: str) -> None:
         entry, _ = self._items.pop(key)
         self._bytes -= entry.size

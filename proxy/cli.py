@@ -128,7 +128,8 @@ def supervise(workers: int) -> int:
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
-        children.extend(subprocess.Popen(argv, env=env) for _ in range(workers))
+        children.extend(subprocess.Popen(argv, env=env) for _ in range(workers))  # SIGHUP ignored till they serve
+        signal.signal(signal.SIGHUP, forward)  # the workers reload their tokens file; none stops
         codes = []
         for child in children:
             codes.append(child.wait())

@@ -20,10 +20,11 @@ from proxy import __version__
 from proxy.accounts import Accounts
 from proxy.alignment import Alignment, SharedVerdicts
 from proxy.asking import Asker
-from proxy.budget import Budget, MemoryBudget, RedisBudget
+from proxy.budget import Budget, MemoryBudget, Payer, RedisBudget
 from proxy.cache import MemoryLRU, MemoryStore, Store
 from proxy.coalesce import ClusterLock
 from proxy.credentials import Authenticator
+from proxy.day2 import Day2, admin_token, open_day2
 from proxy.endpoints import SERVED
 from proxy.exports import EXPORTS
 from proxy.fetcher import Fetcher, RetryPolicy
@@ -39,8 +40,10 @@ from proxy.redis_url import parse_redis_url
 from proxy.refusals import Refusals
 from proxy.series_store import MemorySeriesStore, RedisSeriesStore, SeriesStore
 from proxy.service import Service
-from proxy.settings import DEFAULT_WORKSPACE, Settings
+from proxy.settings import DEFAULT_WORKSPACE, Settings, Team
+from proxy.spending import Spending
 from proxy.tiered import TieredCache
+from proxy.tokens_file import TokensFile
 from proxy.upstream import UpstreamClient, close_session
 from proxy.wakeups import PubSubWakeups, channel_of
 from proxy.windows import Windows
@@ -48,6 +51,7 @@ from proxy.windows import Windows
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 CLOSE_FILLS_SECONDS = 1.0
+OnCall = Callable[[Payer], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class Components:
     store: str  # "memory" or "redis"
     ping: Callable[[], Awaitable[None]]  # the store's own check (readiness)
     fail_open: bool
+    day2: Day2  # spending and rate headers, refresh ahead, warming, the tokens file, purge (day2.py)
     alignment: Alignment | None = None  # windows' label checks (readiness details); None with windows off
 
 
@@ -80,10 +85,12 @@ def freshness_policy(s: Settings) -> FreshnessPolicy:
     )
 
 
-def authenticator(s: Settings) -> Authenticator:
+def authenticator(s: Settings, teams: list[Team] | None = None, anonymous: bool | None = None) -> Authenticator:
+    """The settings' authenticator (`teams`: those of the tokens file instead of CLIENT_TOKENS)."""
     api_key = s.api_key.get_secret_value() if s.api_key else None
     workspaces = {digest: name for name, w in s.workspaces.items() for digest in w.key_sha256}
-    return Authenticator(api_key, s.teams(), workspaces, s.allow_anonymous)
+    allow = s.allow_anonymous if anonymous is None else anonymous
+    return Authenticator(api_key, s.teams() if teams is None else teams, workspaces, allow)
 
 
 # Counters whose label values are known up front: created at zero so that rates and alerts see them at once.
@@ -94,6 +101,12 @@ KNOWN_LABELS: dict[str, list[tuple[str, ...]]] = {
     "refreshes": [("ok",), ("error",)],
     "series_buckets": [("store",), ("fetched",)],
     "label_mismatches": [("day",), ("hour",)],
+    "warm_questions": [("ok",), ("skipped",), ("error",)],
+    "refresh_ahead": [("ok",), ("skipped",), ("peer",), ("error",)],
+    "tokens_file_reloads": [("ok",), ("malformed",)],
+    "admin_actions": [
+        (a, r) for a in ("purge", "warm", "cache", "teams") for r in ("ok", "invalid", "unauthorized", "error")
+    ],
 }
 
 
@@ -142,6 +155,7 @@ class Backing:
     refusals: Refusals
     wakeups: Wakeups
     redis: RedisConnection | None = None  # the process's one Redis connection (any topology), None without Redis
+    notices: PubSubWakeups | None = None  # the fills' channel: wake-ups, and notices to every replica (purges)
 
 
 async def open_backing(s: Settings, metrics: Metrics, workers: int, clock: Clock, stack: AsyncExitStack) -> Backing:
@@ -159,7 +173,8 @@ async def open_backing(s: Settings, metrics: Metrics, workers: int, clock: Clock
     health = RedisHealth(store.ping, store.probe_write, redis_state_recorder(metrics), reconnect=store.reconnect)
     await health.start()
     stack.push_async_callback(health.close)
-    wakeups = PubSubWakeups(conn, channel_of(s.redis_key_prefix)) if s.redis_fill_wakeups else Polling()
+    notices = PubSubWakeups(conn, channel_of(s.redis_key_prefix))
+    wakeups = notices if s.redis_fill_wakeups else Polling()
     return Backing(
         store=store,
         l1=lru if s.l1_enabled else None,
@@ -170,6 +185,7 @@ async def open_backing(s: Settings, metrics: Metrics, workers: int, clock: Clock
         refusals=Refusals(clock=clock, conn=conn, prefix=s.redis_key_prefix, timeout=s.redis_timeout, health=health),
         wakeups=wakeups,
         redis=conn,
+        notices=notices,
     )
 
 
@@ -262,6 +278,30 @@ async def open_upstream(s: Settings, stack: AsyncExitStack) -> UpstreamClient:
     )
 
 
+def open_fetcher(
+    s: Settings, b: Backing, upstream: UpstreamClient, metrics: Metrics, clock: Clock, sleep: Sleep, on_call: OnCall
+) -> Fetcher:
+    """The Braze calls: through the gate (the shared budget, or this replica's share while Redis is away)."""
+    gate = UpstreamGate(
+        shared=b.shared,
+        local=b.local,
+        health=b.health,
+        fail_open=s.redis_outage_policy == "open",
+        metrics=metrics,
+        clock=clock,
+        sleep=sleep,
+    )
+    return Fetcher(
+        upstream=upstream,
+        gate=gate,
+        retry=RetryPolicy(retries=s.upstream_retries, budget=s.upstream_retry_budget_seconds),
+        metrics=metrics,
+        clock=clock,
+        sleep=sleep,
+        on_call=on_call,
+    )
+
+
 @asynccontextmanager
 async def open_components(
     settings: Settings,
@@ -275,29 +315,16 @@ async def open_components(
     s = settings
     async with AsyncExitStack() as stack:
         accounts = Accounts.from_settings(s)
-        auth = authenticator(s)
+        tokens = TokensFile(s.client_tokens_file, metrics, admin_token(s)) if s.client_tokens_file else None
+        auth = authenticator(s, tokens.load() if tokens else None)
         record_known_labels(metrics, accounts, auth, s)
         upstream = await open_upstream(s, stack)
         b = await open_backing(s, metrics, workers, clock, stack)
         cache = TieredCache(store=b.store, l1=b.l1, health=b.health, metrics=metrics)
+        spending = Spending(accounts=accounts, auth=auth, metrics=metrics, clock=clock, redis=b.redis,
+                            prefix=s.redis_key_prefix, timeout=s.redis_timeout)  # fmt: skip
         fail_open = s.redis_outage_policy == "open"
-        gate = UpstreamGate(
-            shared=b.shared,
-            local=b.local,
-            health=b.health,
-            fail_open=fail_open,
-            metrics=metrics,
-            clock=clock,
-            sleep=sleep,
-        )
-        fetcher = Fetcher(
-            upstream=upstream,
-            gate=gate,
-            retry=RetryPolicy(retries=s.upstream_retries, budget=s.upstream_retry_budget_seconds),
-            metrics=metrics,
-            clock=clock,
-            sleep=sleep,
-        )
+        fetcher = open_fetcher(s, b, upstream, metrics, clock, sleep, on_call=spending.note)
         filler = Filler(
             lock=b.lock,
             health=b.health,
@@ -321,6 +348,9 @@ async def open_components(
             windows=windows,
         )
         stack.push_async_callback(service.close, CLOSE_FILLS_SECONDS)  # before the pools close
+        series = windows.store if windows else None
+        day2 = await open_day2(s, b, accounts, cache.local, series, service, auth, spending, tokens, rules, metrics,
+                               clock, sleep, stack)  # fmt: skip
         yield Components(
             service=service,
             auth=auth,
@@ -330,5 +360,6 @@ async def open_components(
             store=b.store.name,
             ping=b.store.ping,
             fail_open=fail_open,
+            day2=day2,
             alignment=alignment,
         )

@@ -156,6 +156,15 @@ class Authenticator:
         """The workspace the proxy's own key spends (None in pass-through mode)."""
         return None if self._managed is None else self._managed[2]
 
+    def set_teams(self, teams: Iterable[Team]) -> None:
+        """Replace the client teams (a reloaded tokens file): later requests resolve against these only."""
+        self._teams = [(team.token.encode(), team.name, team.weight) for team in teams]
+
+    def weights(self) -> dict[str, float]:
+        """Each team label this authenticator can give, with its weight (for the teams' shares)."""
+        weights = {name: weight for _, name, weight in self._teams}
+        return {label: weights.get(label, 1.0) for label in self.team_labels()}
+
     def team_labels(self) -> list[str]:
         """Every team label this authenticator can give (for metrics initialised at zero)."""
         return [label for label, _ in self.team_weights()]

@@ -86,7 +86,9 @@ class Fetcher:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         jitter: Callable[[float, float], float] = random.uniform,
+        on_call: Callable[[Payer], None] | None = None,
     ) -> None:
+        self._on_call = on_call  # told of every call made (the teams' spending: spending.py)
         self._upstream = upstream
         self._gate = gate
         self._retry = retry
@@ -107,6 +109,8 @@ class Fetcher:
         while True:
             await self._gate.admit(call.payer)
             self._m.team_upstream_calls.labels(call.payer.team_label).inc()
+            if self._on_call is not None:
+                self._on_call(call.payer)
             t0 = time.perf_counter()
             try:
                 answer = await self._upstream.fetch(call.path or call.endpoint.path, call.params, call.api_key)

@@ -156,6 +156,24 @@ FAMILIES: tuple[Family, ...] = (
     Family("label_mismatches", C, "braze_proxy_label_mismatches",
            "Answers whose time labels were not the buckets expected (a reporting time zone that differs from the "
            "workspace's): answered by an exact call instead", ("unit",)),
+    # day-2 operations (docs/operations.md)
+    Family("admin_actions", C, "braze_proxy_admin_actions",
+           "Admin API requests by action (purge, warm, cache, teams) and result (ok, invalid, unauthorized, error)",
+           ("action", "result")),
+    Family("purged", C, "braze_proxy_purged_entries", "Entries and stored series dropped by admin purges"),
+    Family("warm_questions", C, "braze_proxy_warm_questions",
+           "Questions warmed in the background by result (ok, skipped: no spare budget, error)", ("result",)),
+    Family("refresh_ahead", C, "braze_proxy_refresh_ahead",
+           "Refreshes ahead of expiry by result (ok, skipped: no spare budget, peer: another replica's, error)",
+           ("result",)),
+    Family("team_share_remaining", G, "braze_proxy_team_share_remaining",
+           "Upstream calls left this hour in a team's share (X-RateLimit-Remaining), by workspace, group and team",
+           ("workspace", "group", "team"), mode="mostrecent"),
+    Family("tokens_file_malformed", G, "braze_proxy_client_tokens_file_malformed",
+           "1 while the client tokens file last read is malformed and ignored (the previous teams stay in force),"
+           " else 0", mode="livemax"),
+    Family("tokens_file_reloads", C, "braze_proxy_client_tokens_file_reloads",
+           "Reads of a changed client tokens file (or on SIGHUP) by result (ok, malformed)", ("result",)),
 )  # fmt: skip
 
 
@@ -245,6 +263,13 @@ class Metrics:
     calls_avoided: Counter
     widened_fetches: Counter
     label_mismatches: Counter
+    admin_actions: Counter
+    purged: Counter
+    warm_questions: Counter
+    refresh_ahead: Counter
+    team_share_remaining: Gauge
+    tokens_file_malformed: Gauge
+    tokens_file_reloads: Counter
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)

@@ -13,6 +13,7 @@ from proxy.endpoints import SERVED, Endpoint
 from proxy.export_query import MAX_PATH_VALUE_CHARS
 from proxy.export_query import MAX_VALUE_CHARS as MAX_EXPORT_VALUE
 from proxy.exports import EXPORTS, Export, Param
+from proxy.openapi_admin import ADMIN_SCHEME, admin_paths
 from proxy.query import MAX_VALUE_CHARS
 
 VERSION = "0.1.0"
@@ -57,14 +58,17 @@ def build() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": {e.path: {"get": _operation(e)} for e in SERVED} | {e.path: {"get": _export(e)} for e in EXPORTS},
+        "paths": {e.path: {"get": _operation(e)} for e in SERVED}
+        | {e.path: {"get": _export(e)} for e in EXPORTS}
+        | admin_paths(),
         "components": {
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A Braze REST API key (pass-through) or a client token (managed-key mode)",
-                }
+                },
+                "admin": ADMIN_SCHEME,
             },
             "schemas": {
                 "Series": _series({"sessions": {"type": "integer"}}),

@@ -21,6 +21,7 @@ SECTIONS = (
     ("reporting_timezone", "Time zone and freshness"),
     ("rate_limit_per_hour", "Upstream budget"),
     ("host", "Server"),
+    ("admin_token", "Day-2 operations"),
 )
 EXAMPLE_HEADER = """\
 # braze-proxy settings: copy to .env (or set as environment variables) and adjust.

@@ -57,6 +57,19 @@ class MemorySeriesStore:
         self._series.move_to_end(key)
         return [decode_point(held.get(f)) for f in fields]
 
+    def held(self) -> list[tuple[str, list[Point]]]:
+        """Every series held and its points (the admin API's listing)."""
+        return [
+            (key, [p for p in map(decode_point, held.values()) if p is not None]) for key, held in self._series.items()
+        ]
+
+    def discard(self, key: str) -> bool:
+        """Drop the series `key` if held (a purge); True if it was."""
+        if self._series.pop(key, None) is None:
+            return False
+        self._bytes -= self._sizes.pop(key, 0)
+        return True
+
     async def write(self, key: str, points: Mapping[str, Point], now: float) -> None:
         held = self._series.pop(key, None) or {}
         self._bytes -= self._sizes.pop(key, 0)

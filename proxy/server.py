@@ -11,12 +11,13 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
 from proxy.aiohttp_hooks import ProxyRunner
 from proxy.settings import Settings, without_credentials
-from proxy.web import LIFECYCLE, METRICS, SAMPLER, create_app, create_ops_app
+from proxy.web import COMPONENTS, LIFECYCLE, METRICS, SAMPLER, create_app, create_ops_app
 
 log = logging.getLogger("braze_proxy")
 
@@ -38,6 +39,7 @@ def serve(settings: Settings, reuse_port: bool = False, workers: int = 1) -> int
 
 async def run_server(settings: Settings, reuse_port: bool, workers: int = 1) -> int:
     app = create_app(settings, workers=workers)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_on_hup(app))  # from the start: never a stop
     runners: list[web.AppRunner] = []
     main_runner = make_runner(app, settings)
     await main_runner.setup()  # runs cleanup_ctx start-up: pools and components are built here
@@ -66,6 +68,7 @@ async def run_server(settings: Settings, reuse_port: bool, workers: int = 1) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
     await stop.wait()
 
     lifecycle = app[LIFECYCLE]
@@ -88,6 +91,19 @@ async def run_server(settings: Settings, reuse_port: bool, workers: int = 1) -> 
     app[METRICS].flush()
     log.info("stopped")
     return 0
+
+
+def reload_on_hup(app: web.Application) -> Callable[[], None]:
+    """SIGHUP: read the client tokens file again now (never a stop; nothing else to reload)."""
+
+    def hup() -> None:
+        components = app.get(COMPONENTS)
+        tokens = components.day2.tokens if components is not None else None
+        log.info("SIGHUP: reloading the client tokens file" if tokens else "SIGHUP: nothing to reload")
+        if tokens is not None:
+            tokens.hup()
+
+    return hup
 
 
 def ready_fields(settings: Settings, pid: int) -> dict[str, object]:

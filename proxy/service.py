@@ -155,6 +155,12 @@ class Service:
         entry = await self._cache.get(key, now)
         return Kept(entry, stored=False) if entry is not None and entry.is_fresh(now) else None
 
+    async def renew(self, question: AnyQuestion, credential: Credential, key: str) -> None:
+        """Fetch `question` again now and keep it, whatever is held (refresh ahead). Raises ProxyError."""
+        if self._windows is not None and isinstance(question, Question) and question.endpoint.flat:
+            return await self._windows.renew(question, credential)
+        await self._produce(key, question, credential, keep=True)
+
     def _refresh(self, key: str, question: AnyQuestion, credential: Credential) -> None:
         """One background refresh per key (stale-while-revalidate); a fill under way already is one."""
         self._refreshes.start(key, lambda: self._fill(key, question, credential))

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proxy.credentials import DEFAULT_WORKSPACE, NAME, Team, parse_client_tokens
 from proxy.redis_url import parse_redis_url, redacted
+from proxy.settings_day2 import check_day2
 
 ENV_PREFIX = "BRAZE_PROXY_"
 ENV_FILE = ".env"
@@ -266,7 +267,19 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
     access_log: bool = Field(True, description="one JSON line per proxied request (request id, team, status, cache)")
 
-    @field_validator("api_key", "client_tokens", mode="before")
+    # --- day-2 operations (docs/operations.md) ----------------------------------------------------------
+    admin_token: SecretStr | None = Field(
+        None, description="enables the admin API (/admin/...) for this Bearer token; on METRICS_PORT if set; unset: 404"
+    )
+    client_tokens_file: str | None = Field(
+        None, description="managed-key mode: name:token[:weight] a line (a mounted Secret), reloaded live"
+    )
+    warm_file: str | None = Field(
+        None, description="managed-key mode: 'at HH:MM' and a question a line, warmed daily by one replica"
+    )
+    refresh_ahead: bool = Field(True, description="refresh questions asked again while fresh before they expire")
+
+    @field_validator("api_key", "client_tokens", "admin_token", "client_tokens_file", "warm_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -289,10 +302,12 @@ class Settings(BaseSettings):
                 f"BRAZE_PROXY_METRICS_PORT is BRAZE_PROXY_PORT ({self.port}): give /metrics a port of its own, or"
                 " unset it to serve /metrics on BRAZE_PROXY_PORT"
             )
-        if self.client_tokens is not None:
+        check_day2(self)
+        if self.client_tokens is not None or self.client_tokens_file is not None:
             if self.api_key is None:
                 raise ValueError("BRAZE_PROXY_CLIENT_TOKENS needs BRAZE_PROXY_API_KEY (managed-key mode)")
-            self.teams()  # raises on a malformed list
+            if self.client_tokens is not None:
+                self.teams()  # raises on a malformed list
         elif self.api_key is not None and not self.allow_anonymous:
             raise ValueError(
                 "managed-key mode needs BRAZE_PROXY_CLIENT_TOKENS (name:token[:weight],...) so that only your teams"

@@ -9,12 +9,14 @@ message published while nobody listened) costs at most one poll interval, never 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from proxy.filler import Watch
 from proxy.redis_conn import RedisConnection
 from proxy.redis_listener import Listener
+
+NOTICE = "notice|"  # a message for every replica (a purge), not a fill's end: fill names start with the prefix
 
 
 def channel_of(prefix: str) -> str:
@@ -46,6 +48,7 @@ class PubSubWakeups:
         self._conn = conn
         self._channel = channel
         self._waiting: dict[str, set[_Watch]] = {}  # bounded by the waits under way
+        self.on_notice: Callable[[str], None] | None = None  # told each NOTICE message, its prefix removed
         self._listener = conn.start_listener([channel], self._on_message)
 
     @property
@@ -68,6 +71,15 @@ class PubSubWakeups:
         """Publish the end of the fill of `base`. Raises StoreError."""
         await self._conn.publish(self._channel, base)
 
+    async def tell(self, notice: str) -> None:
+        """Publish `notice` to every replica's `on_notice` (this one's too). Raises StoreError."""
+        await self._conn.publish(self._channel, NOTICE + notice)
+
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        for watch in self._waiting.get(data.decode(errors="replace"), ()):
+        text = data.decode(errors="replace")
+        if text.startswith(NOTICE):
+            if self.on_notice is not None:
+                self.on_notice(text.removeprefix(NOTICE))
+            return
+        for watch in self._waiting.get(text, ()):
             watch.ended.set()

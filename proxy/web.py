@@ -20,6 +20,7 @@ from aiohttp import web
 
 from proxy import tracing
 from proxy.access import REQUEST_ID, AccessLog, request_id
+from proxy.admin import add_admin_routes
 from proxy.aiohttp_hooks import SERVER
 from proxy.cache_status import BYPASS, CacheStatus
 from proxy.components import Clock, Components, Sleep, open_components
@@ -32,6 +33,7 @@ from proxy.memo import QuestionMemo, Resolved
 from proxy.metrics import BatchedCounter, Metrics
 from proxy.query import LEGACY_KEY_PARAM, check_encoding, parse_query
 from proxy.settings import Settings
+from proxy.spending import RateHeaders
 
 log = logging.getLogger("braze_proxy.web")
 
@@ -42,6 +44,7 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", Settings)
 INTERNAL = CacheStatus("error", detail="internal")
+NO_RATES: dict[str, str] = {}
 
 
 def json_response(status: int, payload: object, cache_status: CacheStatus | None = None) -> web.Response:
@@ -116,6 +119,7 @@ class DataSeriesHandler:
         self._max_query = max_query
         self._clock = clock
         self._memo = QuestionMemo()
+        self._rates: RateHeaders | None = None  # the teams' X-RateLimit-* headers for this endpoint (spending.py)
         self._inflight = metrics.inflight
         # Label children bound once per (cache, code), batched: no label lookup and no lock on the hot path.
         self._bound: dict[tuple[str, int], HitMetrics] = {}
@@ -132,7 +136,10 @@ class DataSeriesHandler:
             if resolved is not None:
                 entry = components.service.hit(resolved.key, now)
                 if entry is not None:  # never awaited, so never "in flight": the inflight gauge is left alone
-                    headers = {**resolved.headers(entry, now), REQUEST_ID: rid}
+                    c = resolved.credential
+                    headers = {**resolved.headers(entry, now), **self._share(components, c), REQUEST_ID: rid}
+                    if (ahead := components.day2.ahead) is not None:
+                        ahead.seen(resolved.key, resolved.question, c, entry)
                     response = web.Response(body=entry.body, status=entry.status, headers=headers)
                     count, observe = self._bind("hit", entry.status)
                     count()
@@ -182,9 +189,18 @@ class DataSeriesHandler:
                 hits.inc()
         observe(time.perf_counter() - started)
         response.headers[REQUEST_ID] = rid
+        if asked:  # the caller's share, as on a hit
+            response.headers.update(self._share(components, asked[0].credential))
         if self._access.enabled:
             self._log(request, rid, asked[0] if asked else None, response.status, cache, fwd_status, started)
         return response
+
+    def _share(self, components: Components, c: Credential) -> dict[str, str]:
+        """The caller's X-RateLimit-* (spending.py, updated in place); once bound, new teams empty the memo."""
+        if self._rates is None:
+            components.day2.on_teams.append(lambda: setattr(self, "_memo", QuestionMemo()))
+            self._rates = components.day2.spending.headers_for(self._endpoint)
+        return self._rates.get((c.workspace, c.team_label), NO_RATES)
 
     def _log(
         self,
@@ -363,6 +379,7 @@ def create_app(
     app.router.add_get("/openapi.json", openapi_route())
     if settings.metrics_port is None:
         add_ops_routes(app)
+        add_admin_routes(app, settings.admin_token, metrics, lambda request: request.app[COMPONENTS].day2)
     from proxy.export_web import add_export_routes  # builds on this module; last: its fallback takes the rest
 
     add_export_routes(app, metrics, lifecycle, access, settings.max_query_bytes, settings.upstream_url)
@@ -397,4 +414,5 @@ def create_ops_app(main: web.Application) -> web.Application:
 
     app.cleanup_ctx.append(share)
     add_ops_routes(app)
+    add_admin_routes(app, app[SETTINGS].admin_token, app[METRICS], lambda request: request.app[COMPONENTS].day2)
     return app

@@ -85,6 +85,11 @@ class Windows:
         self._from_store = metrics.series_buckets.labels("store")
         self._fetched = metrics.series_buckets.labels("fetched")
 
+    @property
+    def store(self) -> SeriesStore:
+        """Where the buckets are kept (the admin API lists and purges it)."""
+        return self._store
+
     async def answer(self, question: Question, credential: Credential, key: str) -> Answer | None:
         """The window's answer (`key`: the question's cache key), or None: answer it exactly. Raises ProxyError
         when there is no answer."""
@@ -246,6 +251,10 @@ class Windows:
         """One background refresh per fetched window (stale-while-revalidate)."""
         flight = self._flight(question, skey)
         self._refreshes.start(flight, lambda: self._fill(question, credential, skey, fields))
+
+    async def renew(self, question: Question, credential: Credential) -> None:
+        """Fetch the question's series again now (refresh ahead). Raises ProxyError."""
+        await self._produce(question, credential, series.series_key(question, credential.scope, self._zone_name))
 
     def tasks(self) -> list[asyncio.Future[Any]]:
         """The fills still running (for shutdown)."""
