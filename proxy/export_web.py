@@ -19,6 +19,7 @@ from aiohttp import web
 
 from proxy import tracing
 from proxy.access import REQUEST_ID, AccessLog, request_id
+from proxy.app_keys import COMPONENTS
 from proxy.decisions import Answer
 from proxy.endpoints import SERVED
 from proxy.errors import ClientError, InvalidRequest, ProxyError
@@ -28,7 +29,7 @@ from proxy.lifecycle import Lifecycle
 from proxy.links import rewrite
 from proxy.metrics import Metrics
 from proxy.query import LEGACY_KEY_PARAM, check_encoding
-from proxy.web import COMPONENTS, INTERNAL, MAX_REQUEST_BODY, answer_response, error_response, json_response
+from proxy.responses import INTERNAL, MAX_REQUEST_BODY, answer_response, error_response, json_response
 
 log = logging.getLogger("braze_proxy.web")
 
@@ -165,11 +166,14 @@ class Fallback:
         route = route_of(request.path, self._routes)
         name = _name_of(route) if route is not None else UNSERVED
         error: ProxyError
-        if request.method != "GET" and (route is not None or request.method != "HEAD"):
+        admin = request.path.startswith("/admin/")  # the admin API's, not Braze's: absent, it is a 404 for every method
+        if request.method != "GET" and not admin and (route is not None or request.method != "HEAD"):
             error = Refused(WRITES_REFUSED)
         else:
             path = _shown(request.path)
-            error = Unserved(f"Not found: braze-proxy does not serve GET {path}", [f"unserved path '{path}'"])
+            error = Unserved(
+                f"Not found: braze-proxy does not serve {request.method} {path}", [f"unserved path '{path}'"]
+            )
         response = error_response(error)
         self._outcome.record(request, rid, response, Seen(name, "bypass", started))
         return response

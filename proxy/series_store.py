@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Protocol
 
+from proxy import tracing
+from proxy.errors import StoreError
+from proxy.health import Health
 from proxy.redis_conn import RedisConnection
 from proxy.series import MAX_BUCKETS, Point, decode_point, encode_point
 
@@ -133,3 +136,41 @@ class RedisSeriesStore:
             return
         async with self._conn.translated(self._timeout):
             await self._conn.client.hdel(self._prefix + key, *fields)
+
+
+class GuardedSeries:
+    """A series store as the windows use it: a store failure is Redis health's to know, and reads as missing
+    points (the window is then fetched) or an unkept write, never an error of the request."""
+
+    def __init__(self, store: SeriesStore, health: Health) -> None:
+        self._store = store
+        self._health = health
+
+    async def read(self, skey: str, fields: list[str]) -> list[Point | None]:
+        """The window's points; none at all while the store cannot be read (then the window is fetched)."""
+        if not self._health.readable:
+            return [None] * len(fields)
+        try:
+            with tracing.span("series read", buckets=len(fields)):
+                return await self._store.read(skey, fields)
+        except StoreError as error:
+            self._health.failed(error)
+            return [None] * len(fields)
+
+    async def write(self, skey: str, points: Mapping[str, Point], now: float) -> bool:
+        if not self._health.writable or not points:
+            return False
+        try:
+            with tracing.span("series write", buckets=len(points)):
+                await self._store.write(skey, points, now)
+        except StoreError as error:
+            self._health.failed(error)
+            return False
+        return True
+
+    async def drop(self, skey: str, fields: list[str]) -> None:
+        """Forget the buckets whose dates did not check out (best effort: they are not read while they don't)."""
+        try:
+            await self._store.drop(skey, fields) if fields and self._health.writable else None
+        except StoreError as error:
+            self._health.failed(error)

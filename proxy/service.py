@@ -52,13 +52,8 @@ class Service:
         clock: Callable[[], float],
         windows: Windows | None = None,
     ) -> None:
-        self._cache = cache
-        self._windows = windows
-        self._filler = filler
-        self._asker = asker
-        self._freshness = freshness
-        self._m = metrics
-        self._clock = clock
+        self._cache, self._windows, self._filler, self._asker = cache, windows, filler, asker
+        self._freshness, self._m, self._clock = freshness, metrics, clock
         self._flights: Flights[Filled[Kept]] = Flights()
         self._refreshes = Refreshes(self._flights, metrics.refreshes)
 
@@ -83,8 +78,7 @@ class Service:
         return await self._cached(question, credential, key, keep=question.endpoint.stored)
 
     async def _exact(self, question: Question, credential: Credential, instant: datetime | None) -> Answer:
-        """The question as the client asked it, kept under its own instants (never for "now": no later request can
-        know it falls in the same Braze bucket), its key marked `:exact` (never a bucket's own key)."""
+        """As asked: kept under its own instants (never "now"), its key marked `:exact` (never a bucket's own)."""
         at = instant if instant is not None else datetime.fromtimestamp(self._clock(), UTC)
         exact = replace(question, ending_at=at, starting_at=question.asked_start or question.starting_at)
         key = exact.cache_key(credential.scope) + EXACT_MARK

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proxy.credentials import DEFAULT_WORKSPACE, NAME, Team, parse_client_tokens
 from proxy.redis_url import parse_redis_url, redacted
+from proxy.settings_checks import check_together
 from proxy.settings_day2 import check_day2
 
 ENV_PREFIX = "BRAZE_PROXY_"
@@ -285,41 +286,9 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
-    def _check_redis_tls(self) -> Settings:
-        if self.redis_tls_ca_file is not None and not (self.redis_url and parse_redis_url(self.redis_url).tls):
-            raise ValueError("BRAZE_PROXY_REDIS_TLS_CA_FILE needs a TLS Redis URL (rediss://, rediss+sentinel://, ...)")
-        return self
-
-    @model_validator(mode="after")
-    def _check_modes(self) -> Settings:
-        if self.stale_while_revalidate_seconds > self.stale_seconds:
-            raise ValueError(
-                "BRAZE_PROXY_STALE_WHILE_REVALIDATE_SECONDS must not exceed BRAZE_PROXY_STALE_SECONDS"
-                " (an entry is only kept that long)"
-            )
-        if self.metrics_port is not None and self.metrics_port == self.port:
-            raise ValueError(
-                f"BRAZE_PROXY_METRICS_PORT is BRAZE_PROXY_PORT ({self.port}): give /metrics a port of its own, or"
-                " unset it to serve /metrics on BRAZE_PROXY_PORT"
-            )
+    def _check_together(self) -> Settings:
+        check_together(self)
         check_day2(self)
-        if self.client_tokens is not None or self.client_tokens_file is not None:
-            if self.api_key is None:
-                raise ValueError("BRAZE_PROXY_CLIENT_TOKENS needs BRAZE_PROXY_API_KEY (managed-key mode)")
-            if self.client_tokens is not None:
-                self.teams()  # raises on a malformed list
-        elif self.api_key is not None and not self.allow_anonymous:
-            raise ValueError(
-                "managed-key mode needs BRAZE_PROXY_CLIENT_TOKENS (name:token[:weight],...) so that only your teams"
-                " spend the managed key; set BRAZE_PROXY_ALLOW_ANONYMOUS=true to serve anyone who reaches the port"
-            )
-        seen: set[str] = set()
-        for name, workspace in self.workspaces.items():
-            if name == DEFAULT_WORKSPACE:
-                raise ValueError("BRAZE_PROXY_WORKSPACES: 'default' is where unmapped keys go; name yours otherwise")
-            if seen & set(workspace.key_sha256):
-                raise ValueError("BRAZE_PROXY_WORKSPACES: a key hash is mapped to two workspaces")
-            seen |= set(workspace.key_sha256)
         return self
 
     def groups(self) -> dict[str, Group]:

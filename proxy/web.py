@@ -8,89 +8,43 @@ an answer back.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from importlib import resources
 
 from aiohttp import web
 
 from proxy import tracing
 from proxy.access import REQUEST_ID, AccessLog, request_id
 from proxy.admin import add_admin_routes
-from proxy.aiohttp_hooks import SERVER
-from proxy.cache_status import BYPASS, CacheStatus
+from proxy.app_keys import COMPONENTS, LIFECYCLE, METRICS, SAMPLER, SETTINGS
 from proxy.components import Clock, Components, Sleep, open_components
 from proxy.credentials import Credential
 from proxy.decisions import Answer
 from proxy.endpoints import SERVED, Endpoint
-from proxy.errors import InvalidRequest, MethodNotAllowed, NotFound, ProxyError, StoreError
-from proxy.lifecycle import Lifecycle, ReadinessInputs, readiness
+from proxy.errors import InvalidRequest, ProxyError
+from proxy.export_web import add_export_routes
+from proxy.lifecycle import Lifecycle
 from proxy.memo import QuestionMemo, Resolved
 from proxy.metrics import BatchedCounter, Metrics
+from proxy.ops_web import Sampler, add_ops_routes, create_ops_app, openapi_route
 from proxy.query import LEGACY_KEY_PARAM, check_encoding, parse_query
+from proxy.responses import (
+    INTERNAL,
+    MAX_REQUEST_BODY,
+    answer_response,
+    error_response,
+    errors_middleware,
+    json_response,
+)
 from proxy.settings import Settings
 from proxy.spending import RateHeaders
 
 log = logging.getLogger("braze_proxy.web")
 
-JSON_TYPE = "application/json"
-MAX_REQUEST_BODY = 16 * 1024  # the proxied endpoints are GET: any body is refused past this
-COMPONENTS = web.AppKey("components", Components)
-LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
-METRICS = web.AppKey("metrics", Metrics)
-SETTINGS = web.AppKey("settings", Settings)
-INTERNAL = CacheStatus("error", detail="internal")
 NO_RATES: dict[str, str] = {}
-
-
-def json_response(status: int, payload: object, cache_status: CacheStatus | None = None) -> web.Response:
-    headers = {"Content-Type": JSON_TYPE, "Server": SERVER}
-    if cache_status is not None:
-        headers["Cache-Status"] = cache_status.render()
-    return web.Response(body=json.dumps(payload, separators=(",", ":")).encode(), status=status, headers=headers)
-
-
-def error_response(error: ProxyError) -> web.Response:
-    headers = {
-        "Content-Type": JSON_TYPE,
-        "Server": SERVER,
-        "Cache-Status": error.cache_status().render(),
-        **error.headers(),
-    }
-    return web.Response(body=error.body(), status=error.status, headers=headers)
-
-
-def answer_response(answer: Answer) -> web.Response:
-    headers = {"Content-Type": answer.content_type, "Server": SERVER, "Cache-Status": answer.cache_status.render()}
-    if answer.age is not None:
-        headers["Age"] = str(answer.age)
-    return web.Response(body=answer.body, status=answer.status, headers=headers)
-
-
-@web.middleware
-async def errors_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every failure becomes a Braze-style JSON body with a Cache-Status; nothing internal reaches a client."""
-    try:
-        return await handler(request)
-    except ProxyError as error:
-        return error_response(error)
-    except web.HTTPMethodNotAllowed as exc:
-        return error_response(MethodNotAllowed(", ".join(sorted(exc.allowed_methods))))
-    except web.HTTPException as exc:
-        if exc.status == 404:
-            return error_response(NotFound())
-        if exc.status >= 400:
-            return json_response(exc.status, {"message": exc.reason}, BYPASS)
-        raise
-    except Exception:
-        log.exception("unexpected error", extra={"path": request.path})
-        return json_response(500, {"message": "Internal error"}, INTERNAL)
 
 
 HitMetrics = tuple[Callable[[], None], Callable[[float], None]]
@@ -268,82 +222,6 @@ class DataSeriesHandler:
         return bound
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return json_response(200, {"status": "alive"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    app = request.app
-    lifecycle = app[LIFECYCLE]
-    components = app.get(COMPONENTS)
-    if components is None:
-        return json_response(*readiness(ReadinessInputs.not_started(lifecycle.draining)))
-    health = components.health
-    if health.state == "up" and not lifecycle.draining:  # an idle replica still notices an outage
-        try:
-            await components.ping()
-        except StoreError as error:
-            health.failed(error)
-    inputs = ReadinessInputs(
-        started=True,
-        draining=lifecycle.draining,
-        store=components.store,
-        redis=health.state,
-        redis_seen=health.seen,
-        fail_open=components.fail_open,
-        details={} if components.alignment is None else {"windows": components.alignment.details()},
-    )
-    return json_response(*readiness(inputs))
-
-
-class Sampler:
-    """Reads the gauges that are sampled rather than kept (entries, bytes, evictions of the in-process cache)
-    and folds the hot path's batched counts in: before a scrape, and every second (--workers)."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
-        self._evicted = 0
-
-    def __call__(self) -> None:
-        metrics = self._app[METRICS]
-        components = self._app.get(COMPONENTS)
-        local = components.cache.local if components is not None else None
-        if components is not None and local is not None:
-            store = "l1" if components.store == "redis" else "memory"
-            metrics.cache_entries.labels(store).set(len(local))
-            metrics.cache_bytes.labels(store).set(local.bytes)
-            if local.evictions > self._evicted:
-                metrics.cache_evictions.labels(store).inc(local.evictions - self._evicted)
-                self._evicted = local.evictions
-        metrics.flush()
-
-
-SAMPLER = web.AppKey("sampler", Sampler)
-
-
-async def metrics_route(request: web.Request) -> web.Response:
-    request.app[SAMPLER]()
-    body, content_type = request.app[METRICS].exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type, "Server": SERVER})
-
-
-def openapi_route() -> Callable[[web.Request], Awaitable[web.Response]]:
-    """GET /openapi.json: the shipped description, read once."""
-    spec = resources.files("proxy").joinpath("openapi.json").read_bytes()
-
-    async def openapi(request: web.Request) -> web.Response:
-        return web.Response(body=spec, headers={"Content-Type": JSON_TYPE, "Server": SERVER})
-
-    return openapi
-
-
-def add_ops_routes(app: web.Application) -> None:
-    # add_get answers HEAD on every route too (RFC 9110 §9.3.2): aiohttp sends the headers and drops the body.
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_route)
-
-
 def create_app(
     settings: Settings,
     metrics: Metrics | None = None,
@@ -380,9 +258,9 @@ def create_app(
     if settings.metrics_port is None:
         add_ops_routes(app)
         add_admin_routes(app, settings.admin_token, metrics, lambda request: request.app[COMPONENTS].day2)
-    from proxy.export_web import add_export_routes  # builds on this module; last: its fallback takes the rest
-
-    add_export_routes(app, metrics, lifecycle, access, settings.max_query_bytes, settings.upstream_url)
+    add_export_routes(  # last: its fallback takes every other path
+        app, metrics, lifecycle, access, settings.max_query_bytes, settings.upstream_url
+    )
     return app
 
 
@@ -400,19 +278,4 @@ def access_log_ctx(access: AccessLog) -> Callable[[web.Application], AsyncIterat
     return running
 
 
-def create_ops_app(main: web.Application) -> web.Application:
-    """/metrics, /healthz, /readyz on their own port, reading the main app's state."""
-    app = web.Application(middlewares=[errors_middleware])
-    app[SETTINGS] = main[SETTINGS]
-    app[METRICS] = main[METRICS]
-    app[LIFECYCLE] = main[LIFECYCLE]
-    app[SAMPLER] = main[SAMPLER]
-
-    async def share(ops: web.Application) -> AsyncIterator[None]:
-        ops[COMPONENTS] = main[COMPONENTS]
-        yield
-
-    app.cleanup_ctx.append(share)
-    add_ops_routes(app)
-    add_admin_routes(app, app[SETTINGS].admin_token, app[METRICS], lambda request: request.app[COMPONENTS].day2)
-    return app
+__all__ = ["COMPONENTS", "LIFECYCLE", "METRICS", "SAMPLER", "SETTINGS", "create_app", "create_ops_app", "json_response"]

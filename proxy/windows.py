@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 from datetime import tzinfo
 from typing import Any
 
-from proxy import decisions, series, tracing
+from proxy import decisions, series
 from proxy.alignment import Alignment
 from proxy.asking import Asker
 from proxy.coalesce import Flights
 from proxy.credentials import Credential
 from proxy.decisions import Answer, Fill, Revalidate, Serve
 from proxy.entry import Entry
-from proxy.errors import ProxyError, StoreError
+from proxy.errors import ProxyError
 from proxy.filler import Filled, Filler, Found, PassedOn
 from proxy.freshness import FreshnessPolicy
 from proxy.health import Health
@@ -32,7 +32,7 @@ from proxy.metrics import Metrics
 from proxy.query import Question
 from proxy.refreshes import Refreshes, passed_on, stale_if_error
 from proxy.series import Point
-from proxy.series_store import SeriesStore
+from proxy.series_store import GuardedSeries, SeriesStore
 from proxy.tiered import TieredCache
 
 
@@ -69,7 +69,7 @@ class Windows:
         clock: Callable[[], float],
     ) -> None:
         self._store = store
-        self._health = health
+        self._series = GuardedSeries(store, health)
         self._filler = filler
         self._asker = asker
         self.alignment = alignment  # the label checks: Service keys Canvas questions by them too
@@ -111,7 +111,7 @@ class Windows:
         if None not in known:  # every date vouched for: what was assembled or kept for it may answer
             assembled = await self._answers.get(key, now)
             if assembled is None or not assembled.is_fresh(now):
-                assembled = series.assemble(await self._read(skey, fields)) or assembled
+                assembled = series.assemble(await self._series.read(skey, fields)) or assembled
         step = decisions.next_step(assembled, now, self._freshness.revalidate_seconds)
         if isinstance(step, Serve):
             self._served_from_store(key, step.entry, len(fields), now)
@@ -141,7 +141,7 @@ class Windows:
             return None
         points = [outcome.points.get(f) for f in fields]
         if any(p is None for p in points):  # a fill for another window of the series (widening off)
-            points = await self._read(skey, fields)
+            points = await self._series.read(skey, fields)
         entry = series.assemble(points)
         if entry is None:
             return None
@@ -168,7 +168,7 @@ class Windows:
         )
 
     async def _recheck(self, skey: str, fields: list[str]) -> Fetched | None:
-        points = await self._read(skey, fields)
+        points = await self._series.read(skey, fields)
         now = self._clock()
         if any(p is None or now >= p.fresh_until for p in points):
             return None
@@ -189,7 +189,7 @@ class Windows:
             return Exact()
         own = set(series.window(question, self._zone))
         if not all(ok for start, ok in zip(starts, vouched, strict=True) if start in own):
-            await self._drop(skey, [series.field(s) for s, ok in zip(starts, vouched, strict=True) if not ok])
+            await self._series.drop(skey, [series.field(s) for s, ok in zip(starts, vouched, strict=True) if not ok])
             return Exact()
         reply = await self._asker.ask(wide, credential, payer)
         now = self._clock()
@@ -204,43 +204,14 @@ class Windows:
             return Exact()
         if wrong is not None:  # the dates were vouched for, yet the labels disagree: they are not any more
             await self.alignment.contradict(credential.scope, wide.unit, starts[-1], *wrong)
-            await self._drop(skey, [series.field(s) for s in starts])
+            await self._series.drop(skey, [series.field(s) for s in starts])
             return Exact()
         stamped = series.stamp(wide, starts, [raw for _, raw in labelled], now, self._freshness)
         points = {f: p for (f, p), ok in zip(stamped.items(), vouched, strict=True) if ok}
         self._fetched.inc(len(points))
         if wide.length > question.length:
             self._m.widened_fetches.inc()
-        return Fetched(points, await self._write(skey, points, now))
-
-    async def _read(self, skey: str, fields: list[str]) -> list[Point | None]:
-        """The window's points; none at all while the store cannot be read (then the window is fetched)."""
-        if not self._health.readable:
-            return [None] * len(fields)
-        try:
-            with tracing.span("series read", buckets=len(fields)):
-                return await self._store.read(skey, fields)
-        except StoreError as error:
-            self._health.failed(error)
-            return [None] * len(fields)
-
-    async def _write(self, skey: str, points: Mapping[str, Point], now: float) -> bool:
-        if not self._health.writable or not points:
-            return False
-        try:
-            with tracing.span("series write", buckets=len(points)):
-                await self._store.write(skey, points, now)
-        except StoreError as error:
-            self._health.failed(error)
-            return False
-        return True
-
-    async def _drop(self, skey: str, fields: list[str]) -> None:
-        """Forget the buckets whose dates did not check out (best effort: they are not read while they don't)."""
-        try:
-            await self._store.drop(skey, fields) if fields and self._health.writable else None
-        except StoreError as error:
-            self._health.failed(error)
+        return Fetched(points, await self._series.write(skey, points, now))
 
     def _served_from_store(self, key: str, entry: Entry, buckets: int, now: float) -> None:
         self._from_store.inc(buckets)

@@ -16,7 +16,11 @@ from tests.harness import InProcessProxy, ManualClock, proxy_in_process, standin
 ADMIN = "admin-token-0123456789"
 SESSIONS = "length=3&ending_at=2020-01-01T00:00:00Z"  # settled: cached a day
 DAU = "/kpi/dau/data_series"
-MANAGED = {"api_key": "managed-braze-key", "client_tokens": "a:tok-a:3,b:tok-b:1", "admin_token": ADMIN}
+MANAGED = {
+    "api_key": "managed-braze-key",
+    "client_tokens": "a:tok-a-xxxxxxxxxx:3,b:tok-b-xxxxxxxxxx:1",
+    "admin_token": ADMIN,
+}
 
 
 @pytest.fixture
@@ -38,12 +42,12 @@ async def test_without_the_setting_every_admin_path_is_a_404(standin: StandinSer
         for method, path in (("POST", "/admin/purge"), ("POST", "/admin/warm"), ("GET", "/admin/teams")):
             status, body = await admin(proxy, method, path, {"endpoint": "sessions"})
             assert status == 404, path
-            assert body == {"message": "Not found"}
+            assert body["message"] == f"Not found: braze-proxy does not serve {method} {path}", body
 
 
 async def test_only_the_admin_token_opens_it(standin: StandinServer) -> None:
     async with proxy_in_process(standin.url, **MANAGED) as proxy:
-        for token in (None, "wrong-token-0123456789", "tok-a", "managed-braze-key"):
+        for token in (None, "wrong-token-0123456789", "tok-a-xxxxxxxxxx", "managed-braze-key"):
             status, body = await admin(proxy, "GET", "/admin/teams", token=token)
             assert status == 401, token
             assert "admin token" in body["message"]
@@ -112,16 +116,16 @@ async def test_the_cache_listing_pages_and_never_shows_a_credential(
 
 async def test_teams_read_their_share_in_headers_and_the_admin_sees_every_team(standin: StandinServer) -> None:
     async with proxy_in_process(standin.url, rate_limit_per_hour=4000, **MANAGED) as proxy:
-        first = await proxy.get(SESSIONS, key="tok-a")
+        first = await proxy.get(SESSIONS, key="tok-a-xxxxxxxxxx")
         assert first.headers["X-RateLimit-Limit"] == "3000"  # weight 3 of 4
         assert first.headers["X-RateLimit-Remaining"] == "3000"  # the call is counted at the next sync
         reset = int(first.headers["X-RateLimit-Reset"])
         assert reset % 3600 == 0 and 0 < reset - proxy.clock.now <= 3600
         await proxy.components.day2.spending.sync()
-        hit = await proxy.get(SESSIONS, key="tok-a")
+        hit = await proxy.get(SESSIONS, key="tok-a-xxxxxxxxxx")
         assert hit.cache_status.startswith("braze-proxy; hit")
         assert (hit.headers["X-RateLimit-Limit"], hit.headers["X-RateLimit-Remaining"]) == ("3000", "2999")
-        other = await proxy.get(SESSIONS, key="tok-b")
+        other = await proxy.get(SESSIONS, key="tok-b-xxxxxxxxxx")
         assert (other.headers["X-RateLimit-Limit"], other.headers["X-RateLimit-Remaining"]) == ("1000", "1000")
         assert "X-RateLimit-Limit" not in (await proxy.get(SESSIONS, key="nobody")).headers  # 401: no team
         status, body = await admin(proxy, "GET", "/admin/teams")
@@ -133,7 +137,7 @@ async def test_teams_read_their_share_in_headers_and_the_admin_sees_every_team(s
         assert (team_a["spent_this_hour"], team_a["remaining"]) == (1, 2999)
         budget = next(b for b in body["budgets"] if b["workspace"] == "default" and b["group"] == "default")
         assert (budget["per_hour"], budget["spent_this_hour"], budget["remaining"]) == (4000, 1, 3999)
-        assert "tok-a" not in json.dumps(body) and "managed-braze-key" not in json.dumps(body)
+        assert "tok-a-xxxxxxxxxx" not in json.dumps(body) and "managed-braze-key" not in json.dumps(body)
 
 
 WARMED = [f"/sessions/data_series?length=7&ending_at=2020-01-0{day}" for day in (1, 2, 3)]
@@ -147,7 +151,9 @@ async def test_a_warm_makes_its_questions_hits(standin: StandinServer) -> None:
         assert standin.state.calls == 3
         for question in WARMED:
             path, query = question.split("?")
-            assert (await proxy.get(query, key="tok-b", path=path)).cache_status.startswith("braze-proxy; hit")
+            assert (await proxy.get(query, key="tok-b-xxxxxxxxxx", path=path)).cache_status.startswith(
+                "braze-proxy; hit"
+            )
         assert standin.state.calls == 3
         assert await proxy.metric("braze_proxy_warm_questions_total", result="ok") == 3
 
@@ -157,12 +163,14 @@ async def test_a_warm_spends_only_budget_the_teams_leave(standin: StandinServer)
     settings = {**MANAGED, "rate_limit_per_hour": 3.6, "rate_limit_burst": 10}  # a token every 1,000 s
     async with proxy_in_process(standin.url, clock, **settings) as proxy:
         for app_id in range(6):  # the team takes the bucket from 10 to 4 tokens, below the headroom (5)
-            assert (await proxy.get(f"{SESSIONS}&app_id={app_id}", key="tok-a")).status == 200
+            assert (await proxy.get(f"{SESSIONS}&app_id={app_id}", key="tok-a-xxxxxxxxxx")).status == 200
         assert (await admin(proxy, "POST", "/admin/warm", {"questions": WARMED}))[1] == {"accepted": 3}
         await asyncio.wait_for(proxy.components.day2.warmer.idle(), 5)
         assert standin.state.calls == 6  # no room: the warm spent nothing
         assert await proxy.metric("braze_proxy_warm_questions_total", result="skipped") == 3
-        assert (await proxy.get(f"{SESSIONS}&app_id=9", key="tok-a")).status == 200  # the team's token is still there
+        assert (
+            await proxy.get(f"{SESSIONS}&app_id=9", key="tok-a-xxxxxxxxxx")
+        ).status == 200  # the team's token is still there
 
 
 async def test_a_warm_naming_bad_questions_accepts_nothing(standin: StandinServer) -> None:
@@ -234,12 +242,12 @@ async def test_purge_teams_and_refresh_claims_on_a_redis_cluster(standin: Standi
     async with proxy_in_process(standin.url, **settings) as proxy, proxy_in_process(standin.url, **settings) as peer:
         for replica in (proxy, peer):
             for app_id in ("x", "y"):
-                assert (await replica.get(f"{SESSIONS}&app_id={app_id}", key="tok-a")).status == 200
+                assert (await replica.get(f"{SESSIONS}&app_id={app_id}", key="tok-a-xxxxxxxxxx")).status == 200
         assert standin.state.calls == 2
         status, body = await admin(proxy, "POST", "/admin/purge", {"endpoint": "sessions", "filters": {"app_id": "x"}})
         assert (status, body) == (200, {"purged": 1})
         for _ in range(40):  # the peer's L1 copy goes with the notice (sharded pub/sub on a cluster)
-            if "fwd=miss" in (await peer.get(f"{SESSIONS}&app_id=x", key="tok-a")).cache_status:
+            if "fwd=miss" in (await peer.get(f"{SESSIONS}&app_id=x", key="tok-a-xxxxxxxxxx")).cache_status:
                 break
             await asyncio.sleep(0.05)
         else:
@@ -258,10 +266,12 @@ async def test_refresh_ahead_is_skipped_when_the_clients_use_the_budget(standin:
     clock = ManualClock()
     settings = {**MANAGED, "ttl_open_day": 5, "rate_limit_per_hour": 3.6, "rate_limit_burst": 10}
     async with proxy_in_process(standin.url, clock, **settings) as proxy:
-        assert "fwd=miss" in (await proxy.get("length=3", key="tok-a")).cache_status
-        assert (await proxy.get("length=3", key="tok-a")).cache_status.startswith("braze-proxy; hit")  # planned
+        assert "fwd=miss" in (await proxy.get("length=3", key="tok-a-xxxxxxxxxx")).cache_status
+        assert (await proxy.get("length=3", key="tok-a-xxxxxxxxxx")).cache_status.startswith(
+            "braze-proxy; hit"
+        )  # planned
         for app_id in range(5):  # the team takes the bucket down to 4 tokens, below the headroom (5)
-            assert (await proxy.get(f"{SESSIONS}&app_id={app_id}", key="tok-a")).status == 200
+            assert (await proxy.get(f"{SESSIONS}&app_id={app_id}", key="tok-a-xxxxxxxxxx")).status == 200
         clock.advance(4.2)
         for _ in range(50):
             if await proxy.metric("braze_proxy_refresh_ahead_total", result="skipped") == 1:

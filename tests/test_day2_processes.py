@@ -98,20 +98,20 @@ def test_the_tokens_file_reloads_live_and_a_garbage_file_changes_nothing(
     start_proxy: ProxyFactory, tmp_path: Path
 ) -> None:
     tokens = tmp_path / "tokens"
-    tokens.write_text("# teams\nalpha:tok-alpha\n")
+    tokens.write_text("# teams\nalpha:tok-alpha-xxxxxx\n")
     proxy = start_proxy(API_KEY="managed-key", CLIENT_TOKENS_FILE=tokens, RATE_LIMIT_PER_HOUR=3600)
-    assert ask(proxy, SESSIONS, "tok-alpha")[0] == 200
-    assert ask(proxy, SESSIONS, "tok-beta")[0] == 401
-    write(tokens, "alpha:tok-alpha:1\nbeta:tok-beta:3\n")
-    took = until(lambda: ask(proxy, SESSIONS, "tok-beta")[0] == 200, 10)
+    assert ask(proxy, SESSIONS, "tok-alpha-xxxxxx")[0] == 200
+    assert ask(proxy, SESSIONS, "tok-beta-xxxxxxx")[0] == 401
+    write(tokens, "alpha:tok-alpha-xxxxxx:1\nbeta:tok-beta-xxxxxxx:3\n")
+    took = until(lambda: ask(proxy, SESSIONS, "tok-beta-xxxxxxx")[0] == 200, 10)
     print(f"\na new team works after {took:.1f} s")
-    until(lambda: ask(proxy, SESSIONS, "tok-beta")[1].get("X-RateLimit-Limit") == "2700", 5)  # weight 3 of 4
-    write(tokens, "beta:tok-beta:1\n")
-    until(lambda: ask(proxy, SESSIONS, "tok-alpha")[0] == 401, 10)  # removed: refused, though remembered before
-    until(lambda: ask(proxy, SESSIONS, "tok-beta")[1].get("X-RateLimit-Limit") == "3600", 5)  # re-weighted
-    write(tokens, "beta:tok-beta:1\ngamma:tok-secret-gamma:lots\n")
+    until(lambda: ask(proxy, SESSIONS, "tok-beta-xxxxxxx")[1].get("X-RateLimit-Limit") == "2700", 5)  # weight 3 of 4
+    write(tokens, "beta:tok-beta-xxxxxxx:1\n")
+    until(lambda: ask(proxy, SESSIONS, "tok-alpha-xxxxxx")[0] == 401, 10)  # removed: refused, though remembered before
+    until(lambda: ask(proxy, SESSIONS, "tok-beta-xxxxxxx")[1].get("X-RateLimit-Limit") == "3600", 5)  # re-weighted
+    write(tokens, "beta:tok-beta-xxxxxxx:1\ngamma:tok-secret-gamma:lots\n")
     until(lambda: "client tokens file malformed" in proxy.logs(), 10)
-    assert ask(proxy, SESSIONS, "tok-beta")[0] == 200  # the list in force stays
+    assert ask(proxy, SESSIONS, "tok-beta-xxxxxxx")[0] == 200  # the list in force stays
     assert ask(proxy, SESSIONS, "tok-secret-gamma")[0] == 401
     line = next(json.loads(x) for x in proxy.logs().splitlines() if "client tokens file malformed" in x)
     assert line["line"] == 2 and "tok-secret-gamma" not in proxy.logs()
@@ -119,18 +119,18 @@ def test_the_tokens_file_reloads_live_and_a_garbage_file_changes_nothing(
     assert metric(scraped, "braze_proxy_client_tokens_file_malformed") == 1
     write(tokens, "")  # empty: would let everyone in as anonymous; refused as malformed
     time.sleep(3)
-    assert ask(proxy, SESSIONS, "tok-beta")[0] == 200 and ask(proxy, SESSIONS, "nobody")[0] == 401
+    assert ask(proxy, SESSIONS, "tok-beta-xxxxxxx")[0] == 200 and ask(proxy, SESSIONS, "nobody")[0] == 401
 
 
 def test_sighup_reloads_at_once_and_never_stops_the_process(start_proxy: ProxyFactory, tmp_path: Path) -> None:
     tokens = tmp_path / "tokens"
-    tokens.write_text("alpha:tok-alpha\n")
+    tokens.write_text("alpha:tok-alpha-xxxxxx\n")
     proxy = start_proxy(API_KEY="managed-key", CLIENT_TOKENS_FILE=tokens)
     for _ in range(3):
         os.kill(proxy.pid, signal.SIGHUP)
         time.sleep(0.2)
     assert proxy.running and proxy.healthy()
-    assert ask(proxy, SESSIONS, "tok-alpha")[0] == 200
+    assert ask(proxy, SESSIONS, "tok-alpha-xxxxxx")[0] == 200
     assert proxy.logs().count("SIGHUP: reloading the client tokens file") == 3
     plain = start_proxy()  # no tokens file: SIGHUP has nothing to reload, and still stops nothing
     os.kill(plain.pid, signal.SIGHUP)
@@ -140,7 +140,7 @@ def test_sighup_reloads_at_once_and_never_stops_the_process(start_proxy: ProxyFa
     until(lambda: workers.logs().count('"proxy ready"') == 2, 10)  # (a worker still starting ignores a SIGHUP)
     os.kill(workers.pid, signal.SIGHUP)  # the supervisor passes it on to its workers
     until(lambda: workers.logs().count("SIGHUP: reloading the client tokens file") == 2, 5)
-    assert workers.running and workers.healthy() and ask(workers, SESSIONS, "tok-alpha")[0] == 200
+    assert workers.running and workers.healthy() and ask(workers, SESSIONS, "tok-alpha-xxxxxx")[0] == 200
 
 
 def test_the_warm_file_warms_once_across_replicas(

@@ -28,19 +28,22 @@ from proxy.warm import due_between, parse_warm_file
 
 
 def test_a_tokens_file_has_one_team_a_line_with_comments_and_blank_lines() -> None:
-    teams = parse_file("# the teams\n\nanalytics:tok-1\n  growth:tok-2:2.5  \n")
-    assert [(t.name, t.token, t.weight) for t in teams] == [("analytics", "tok-1", 1.0), ("growth", "tok-2", 2.5)]
+    teams = parse_file("# the teams\n\nanalytics:tok-1-xxxxxxxxxx\n  growth:tok-2-xxxxxxxxxx:2.5  \n")
+    assert [(t.name, t.token, t.weight) for t in teams] == [
+        ("analytics", "tok-1-xxxxxxxxxx", 1.0),
+        ("growth", "tok-2-xxxxxxxxxx", 2.5),
+    ]
 
 
 @pytest.mark.parametrize(
     ("text", "line"),
     [
-        ("a:secret-1\nb:secret-2:heavy\n", 2),
-        ("a:secret-1\n\nb secret-2\n", 3),
-        ("a:secret-1,b:secret-2\n", 1),
-        ("a:secret-1\na:secret-2\n", 2),
-        ("a:secret-1\nb:secret-1\n", 2),
-        ("a:secret-1\nb:secret-2:5000\n", 2),
+        ("a:secret-1-xxxxxxx\nb:secret-2-xxxxxxx:heavy\n", 2),
+        ("a:secret-1-xxxxxxx\n\nb secret-2-xxxxxxx\n", 3),
+        ("a:secret-1-xxxxxxx,b:secret-2-xxxxxxx\n", 1),
+        ("a:secret-1-xxxxxxx\na:secret-2-xxxxxxx\n", 2),
+        ("a:secret-1-xxxxxxx\nb:secret-1-xxxxxxx\n", 2),
+        ("a:secret-1-xxxxxxx\nb:secret-2-xxxxxxx:5000\n", 2),
         ("# nothing\n\n", 0),
         ("a:admin-secret-0123456789\n", 1),
     ],
@@ -183,7 +186,7 @@ def make(**values: Any) -> Settings:
 
 def test_day2_settings_are_checked(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens"
-    tokens.write_text("a:tok-a\n")
+    tokens.write_text("a:tok-a-xxxxxxxxxx\n")
     assert make(api_key="k", client_tokens_file=str(tokens)).client_tokens_file == str(tokens)
     problems = {
         "not both": {"api_key": "k", "client_tokens": "a:t", "client_tokens_file": str(tokens)},
@@ -203,10 +206,10 @@ def test_day2_settings_are_checked(tmp_path: Path) -> None:
         },
     }
     bad = tmp_path / "bad"
-    bad.write_text("a:tok-a\nb:tok-very-secret:heavy\n")
+    bad.write_text("a:tok-a-xxxxxxxxxx\nb:tok-very-secret-:heavy\n")
     problems["CLIENT_TOKENS_FILE: line 2"] = {"api_key": "k", "client_tokens_file": str(bad)}
     problems["warm file line 1"] = {"api_key": "k", "allow_anonymous": True, "warm_file": str(bad)}
     for message, values in problems.items():
         with pytest.raises(ValueError, match=message) as raised:
             make(**values)
-        assert "tok-very-secret" not in str(raised.value)
+        assert "tok-very-secret-" not in str(raised.value)
