@@ -189,7 +189,7 @@ def test_day2_settings_are_checked(tmp_path: Path) -> None:
     tokens.write_text("a:tok-a-xxxxxxxxxx\n")
     assert make(api_key="k", client_tokens_file=str(tokens)).client_tokens_file == str(tokens)
     problems = {
-        "not both": {"api_key": "k", "client_tokens": "a:t", "client_tokens_file": str(tokens)},
+        "not both": {"api_key": "k", "client_tokens": "a:tok-a-0123456789abc", "client_tokens_file": str(tokens)},
         "no such file": {"api_key": "k", "client_tokens_file": str(tmp_path / "missing")},
         "needs BRAZE_PROXY_API_KEY": {"client_tokens_file": str(tokens)},
         "WARM_FILE needs": {"warm_file": str(tokens)},

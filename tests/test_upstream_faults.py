@@ -39,6 +39,8 @@ def proxy(standin_process: StandinProcess) -> Iterator[ProxyProcess]:
         "BRAZE_PROXY_STALE_SECONDS": "3600",
         "BRAZE_PROXY_STALE_WHILE_REVALIDATE_SECONDS": "0",  # past freshness, always ask upstream first
         "BRAZE_PROXY_WINDOWS": "false",
+        # The module counts every call the stand-in sees; an earlier test's entry refreshed ahead would be one.
+        "BRAZE_PROXY_REFRESH_AHEAD": "false",
         "BRAZE_PROXY_WORKSPACES": json.dumps(
             {
                 name: {"key_sha256": [hashlib.sha256(key.encode()).hexdigest()]}
