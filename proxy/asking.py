@@ -1,7 +1,8 @@
 """Asking Braze one question for one credential: what the exact path, windows and the label probe share.
 
 A refusal Braze gave this credential a moment ago is answered again without a call; a call is paid by the
-credential's budget and team and made with the canonical parameters; Braze's refusal becomes an entry passed on
+credential's budget and team (a pass-through key Braze has not yet accepted: by the probation pool first,
+probation.py) and made with the canonical parameters; Braze's refusal becomes an entry passed on
 as it is (never stored), and a 401/403 is remembered.
 """
 
@@ -18,6 +19,7 @@ from proxy.entry import Entry
 from proxy.fetcher import Call, Fetcher, Reply
 from proxy.filler import PassedOn
 from proxy.metrics import Metrics
+from proxy.probation import Probation
 from proxy.refusals import Refusals
 
 
@@ -41,7 +43,10 @@ class Asker:
         zone: tzinfo,
         metrics: Metrics,
         clock: Callable[[], float],
+        probation: Probation | None = None,
     ) -> None:
+        self._probation = probation  # None: every key pays as its own team (managed mode has no probation anyway)
+        self._accepted = metrics.probation_accepted
         self._fetcher = fetcher
         self._payer = payer
         self._refusals = refusals
@@ -64,15 +69,23 @@ class Asker:
     async def ask(self, question: Asked, credential: Credential, payer: Payer | None = None) -> Reply:
         """Braze's reply to `question` (canonical parameters), paid by `payer` (the credential's by default).
         Raises ProxyError when there is none (budget, timeout, 5xx after retries, malformed)."""
+        payer = payer or self.payer(credential, question.endpoint)
+        if self._probation is not None:
+            payer = await self._probation.payer(credential, payer)
         call = Call(
             question.endpoint,
             question.upstream_params(self._zone),
             credential.upstream_key,
-            payer or self.payer(credential, question.endpoint),
+            payer,
             question.upstream_path,
             credential.managed,
         )
-        return await self._fetcher.fetch(call)
+        reply = await self._fetcher.fetch(call)
+        if reply.kind == "success" and self._probation is not None:
+            await self._probation.succeeded(credential)
+            if payer.probation is not None:
+                self._accepted.inc()
+        return reply
 
     def entry(self, reply: Reply) -> Entry:
         """Braze's answer as an entry that is never fresh (passed on as it is, never stored)."""

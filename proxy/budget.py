@@ -39,6 +39,7 @@ class Payer:
     team: str  # the team's id inside the budget (a configured name, or a credential's scope)
     team_label: str  # metric label: a configured team name, or one shared label
     weight: float = 1.0
+    probation: Payer | None = None  # the pool a key Braze has not yet accepted takes from first (probation.py)
 
 
 class Budget(Protocol):

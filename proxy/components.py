@@ -33,6 +33,7 @@ from proxy.freshness import FreshnessPolicy
 from proxy.gate import UpstreamGate
 from proxy.health import STATES, AlwaysUp, Health, RedisHealth, State
 from proxy.metrics import Metrics
+from proxy.probation import Accepted, Probation
 from proxy.query import KeyRules
 from proxy.redis_conn import RedisConnection, open_connection
 from proxy.redis_store import RedisStore
@@ -96,7 +97,7 @@ def authenticator(s: Settings, teams: list[Team] | None = None, anonymous: bool 
 # Counters whose label values are known up front: created at zero so that rates and alerts see them at once.
 KNOWN_LABELS: dict[str, list[tuple[str, ...]]] = {
     "stale_served": [(r,) for r in ("revalidate", "upstream_error", "timeout", "rate_limited", "unavailable")],
-    "token_rejections": [(r,) for r in ("tokens", "team_share", "upstream_remaining", "upstream_429")],
+    "token_rejections": [(r,) for r in ("tokens", "team_share", "upstream_remaining", "upstream_429", "probation")],
     "coalesced": [("process",), ("cluster",)],
     "refreshes": [("ok",), ("error",)],
     "series_buckets": [("store",), ("fetched",)],
@@ -113,8 +114,11 @@ KNOWN_LABELS: dict[str, list[tuple[str, ...]]] = {
 def record_known_labels(metrics: Metrics, accounts: Accounts, auth: Authenticator, s: Settings) -> None:
     """The budgets' configured rates, and counters at zero for every label value there can be (teams,
     reasons, the in-process cache's store)."""
-    for workspace, group, limit in accounts.budgets((*SERVED, *EXPORTS)):
+    budgets = accounts.budgets((*SERVED, *EXPORTS))
+    for workspace, group, limit in budgets:
         metrics.budget_rate.labels(workspace, group).set(limit.per_hour / 3600.0)
+    pools = [(workspace, group) for workspace, group, _ in budgets]  # the probation pools: zero in managed mode
+    metrics.initialise({"probation_grants": pools, "probation_refusals": pools})
     teams = [(label,) for label in auth.team_labels()]
     for label, weight in auth.team_weights():
         metrics.team_weight.labels(label).set(weight)
@@ -334,9 +338,12 @@ async def open_components(
             on_peer=metrics.coalesced.labels("cluster").inc,
         )
         rules = KeyRules(ZoneInfo(s.reporting_timezone))
+        accepted = Accepted(clock=clock, conn=b.redis, prefix=s.redis_key_prefix, timeout=s.redis_timeout,
+                            health=b.health)  # fmt: skip
         asker = Asker(
-            fetcher=fetcher, payer=accounts.payer, refusals=b.refusals, zone=rules.zone, metrics=metrics, clock=clock
-        )
+            fetcher=fetcher, payer=accounts.payer, refusals=b.refusals, zone=rules.zone, metrics=metrics, clock=clock,
+            probation=Probation(s.probation_share, accepted),
+        )  # fmt: skip
         windows, alignment = open_windows(s, b, cache, filler, asker, rules.zone, metrics, clock)
         service = Service(
             cache=cache,

@@ -17,6 +17,7 @@ from proxy.budget import Budget, MemoryBudget, Payer
 from proxy.errors import RateLimited, StoreError, Unavailable
 from proxy.health import Health
 from proxy.metrics import Metrics
+from proxy.probation import PROBATION_TEAM
 from proxy.upstream import RateInfo
 
 log = logging.getLogger("braze_proxy.gate")
@@ -27,6 +28,21 @@ REJECTION_REASONS = {
     "share": "team_share",
     "braze": "upstream_remaining",
     "blocked": "upstream_429",
+    "probation": "probation",
+}
+# The refusal reason -> what the client is told (message, Cache-Status detail); others: the budget is spent.
+REFUSALS: dict[str, tuple[str | None, str]] = {
+    "share": ("Rate limit exceeded: your team is over its share of the proxy's upstream budget", "team-share"),
+    "braze": (
+        "Rate limit exceeded: Braze reports the workspace's rate limit spent until its reset",
+        "braze-remaining-spent",
+    ),
+    "blocked": ("Rate limit exceeded: the Braze API answered 429, no calls until its reset", "braze-rate-limited"),
+    "probation": (
+        "Rate limit exceeded: keys Braze has not yet accepted share a small part of the proxy's upstream budget,"
+        " and it is spent",
+        "probation",
+    ),
 }
 MAX_STREAKS = 1000  # budgets whose 429 streak is tracked
 
@@ -57,33 +73,29 @@ class UpstreamGate:
         """Return when `payer` may call Braze (after waiting for a reserved token); raise RateLimited when the
         budget refuses (a decision for `payer`'s team: only its callers are handed it), Unavailable when it
         cannot be checked and the policy is fail-closed."""
+        pool = payer.probation
+        if pool is None:
+            await self._take(payer, payer.team)
+            return
+        # A key Braze has not yet accepted: a token of the probation pool, then one of the budget, where every key
+        # on probation is one team. Refusals still name the key's own team.
+        await self._take(pool, payer.team, pool=True)
+        await self._take(replace(payer, team=PROBATION_TEAM, probation=None), payer.team)
+
+    async def _take(self, payer: Payer, team: str, pool: bool = False) -> None:
         decision = await self._reserve(payer)
-        self._m.tokens.labels(payer.workspace, payer.group).set(max(0.0, decision.tokens))
+        labels = (payer.workspace, payer.group)
+        if pool:
+            self._m.probation_tokens.labels(*labels).set(max(0.0, decision.tokens))
+            (self._m.probation_grants if decision.allowed else self._m.probation_refusals).labels(*labels).inc()
+        else:
+            self._m.tokens.labels(*labels).set(max(0.0, decision.tokens))
         if not decision.allowed:
-            self._m.token_rejections.labels(REJECTION_REASONS.get(decision.reason, "tokens")).inc()
+            reason = "probation" if pool else decision.reason
+            self._m.token_rejections.labels(REJECTION_REASONS.get(reason, "tokens")).inc()
             self._m.team_refusals.labels(payer.team_label).inc()
-            if decision.reason == "share":
-                raise RateLimited(
-                    decision.wait,
-                    "Rate limit exceeded: your team is over its share of the proxy's upstream budget",
-                    detail="team-share",
-                    team=payer.team,
-                )
-            if decision.reason == "braze":
-                raise RateLimited(
-                    decision.wait,
-                    "Rate limit exceeded: Braze reports the workspace's rate limit spent until its reset",
-                    detail="braze-remaining-spent",
-                    team=payer.team,
-                )
-            if decision.reason == "blocked":
-                raise RateLimited(
-                    decision.wait,
-                    "Rate limit exceeded: the Braze API answered 429, no calls until its reset",
-                    detail="braze-rate-limited",
-                    team=payer.team,
-                )
-            raise RateLimited(decision.wait, team=payer.team)
+            message, detail = REFUSALS.get(reason, (None, "budget-spent"))
+            raise RateLimited(decision.wait, message, detail=detail, team=team)
         if decision.wait > 0:
             self._m.token_waits.inc()
             self._m.token_wait_seconds.observe(decision.wait)

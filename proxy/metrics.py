@@ -124,7 +124,17 @@ FAMILIES: tuple[Family, ...] = (
            buckets=WAIT_BUCKETS),
     Family("token_rejections", C, "braze_proxy_rate_limit_rejections",
            "Upstream calls not made for want of budget, by reason (tokens, team_share, upstream_remaining, "
-           "upstream_429)", ("reason",)),
+           "upstream_429, probation)", ("reason",)),
+    # the probation pool: pass-through keys Braze has not yet accepted
+    Family("probation_tokens", G, "braze_proxy_probation_tokens",
+           "Tokens left in the probation pool after the last take", ("workspace", "group"), mode="mostrecent"),
+    Family("probation_grants", C, "braze_proxy_probation_grants",
+           "Tokens the probation pool granted to keys Braze has not yet accepted", ("workspace", "group")),
+    Family("probation_refusals", C, "braze_proxy_probation_refusals",
+           "Calls of keys Braze has not yet accepted refused because the probation pool was spent (429)",
+           ("workspace", "group")),
+    Family("probation_accepted", C, "braze_proxy_probation_accepted",
+           "Calls on probation Braze answered with a success: their key leaves the pool for the fair share"),
     # teams
     Family("team_requests", C, "braze_proxy_team_requests", "Requests by team", ("team",)),
     Family("team_hits", C, "braze_proxy_team_hits", "Requests answered without an upstream call of their own, by team",
@@ -250,6 +260,10 @@ class Metrics:
     token_waits: Counter
     token_wait_seconds: Histogram
     token_rejections: Counter
+    probation_tokens: Gauge
+    probation_grants: Counter
+    probation_refusals: Counter
+    probation_accepted: Counter
     team_requests: Counter
     team_hits: Counter
     team_upstream_calls: Counter

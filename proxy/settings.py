@@ -231,6 +231,13 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(1000, ge=1, description="token bucket capacity")
     rate_limit_max_wait_seconds: Seconds = Field(2.0, ge=0, le=60, description="longest wait for a token")
+    probation_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="pass-through mode: the part of each budget (rate and burst; above 0, at most 1) that keys Braze"
+        " has never answered with a success spend between them, so that invented keys cannot crowd out accepted ones",
+    )
     allow_anonymous: bool = Field(
         False, description="managed-key mode: serve callers without a client token, as the team 'anonymous'"
     )

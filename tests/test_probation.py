@@ -1,0 +1,276 @@
+"""The probation pool (proxy/probation.py): pass-through keys Braze has not yet accepted share a small part of
+the budget. The pool's arithmetic (pure), the accepted keys' memory (in process and on a real redis-server), the
+gate's two takes, and the whole proxy as real processes: a flood of invented keys beside a real key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import redis
+from prometheus_client import generate_latest
+from pydantic import ValidationError
+
+from proxy.budget import Limit, MemoryBudget, Payer
+from proxy.credentials import Credential
+from proxy.errors import RateLimited, team_tag
+from proxy.gate import UpstreamGate
+from proxy.health import AlwaysUp
+from proxy.metrics import Metrics
+from proxy.probation import (
+    ACCEPTED_SECONDS,
+    MAX_ACCEPTED,
+    PROBATION_TEAM,
+    RECHECK_SECONDS,
+    Accepted,
+    Probation,
+    on_probation,
+    pool_limit,
+)
+from proxy.redis_conn import RedisConnection
+from proxy.redis_store import connect
+from proxy.settings import Settings, describe_error
+from tests.conftest import ProxyFactory
+from tests.harness import ManualClock
+from tests.load import Outcome, bearer, get, metric, scrape
+from tests.procs import ProxyProcess, RedisServer, StandinProcess
+from tests.test_fair_budget import question, report, start_replicas
+
+PATH = "/sessions/data_series"
+PREFIX = "test:"
+
+
+BUDGET = Limit(36_000, 100)
+
+
+def payer(team: str = "pabc", limit: Limit = BUDGET) -> Payer:
+    return Payer("default:default", "default", "default", limit, team, "pass-through")
+
+
+def credential(scope: str, managed: bool = False) -> Credential:
+    return Credential(scope, "key", "default", scope, "pass-through", managed=managed)
+
+
+# --- pure ------------------------------------------------------------------------------------------------------
+
+
+def test_the_pool_is_a_share_of_the_rate_and_the_burst_and_holds_at_least_one_token() -> None:
+    assert pool_limit(Limit(36_000, 100), 0.05) == Limit(1_800, 5)
+    assert pool_limit(Limit(36, 2), 0.05) == Limit(1.8, 1)
+    assert pool_limit(Limit(3600, 10), 1.0) == Limit(3600, 10)
+
+
+def test_a_payer_on_probation_takes_from_its_budgets_pool_under_its_own_team() -> None:
+    base = payer("p123")
+    held = on_probation(base, 0.05)
+    assert held.probation is not None
+    assert (held.budget, held.team, held.limit) == (base.budget, "p123", base.limit)  # the budget's own
+    assert held.probation.budget == "default:default:probation"
+    assert (held.probation.team, held.probation.limit) == (PROBATION_TEAM, Limit(1_800, 5))
+    assert held.probation.probation is None
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "1.5", "nan", "inf", "abc"])
+def test_a_share_outside_zero_to_one_stops_start_up(value: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        Settings(probation_share=value)
+    assert describe_error(error.value).startswith("invalid setting BRAZE_PROXY_PROBATION_SHARE: ")
+
+
+def test_the_share_defaults_to_five_percent() -> None:
+    assert Settings().probation_share == 0.05
+    assert Settings(probation_share="1").probation_share == 1.0
+
+
+# --- the accepted keys' memory ---------------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def aclient(redis_server: RedisServer, redis_client: redis.Redis) -> AsyncIterator[RedisConnection]:
+    client = connect(redis_server.url, 1.0, 4)
+    yield client
+    await client.close()
+
+
+def accepted(clock: ManualClock, conn: RedisConnection | None) -> Accepted:
+    return Accepted(clock=clock, conn=conn, prefix=PREFIX, timeout=1.0, health=AlwaysUp() if conn else None)
+
+
+async def test_a_key_braze_accepted_is_known_for_a_day_in_process() -> None:
+    clock = ManualClock(1_000_000.0)
+    memory = accepted(clock, None)
+    assert not await memory.known("pa")
+    await memory.remember("pa")
+    assert await memory.known("pa") and not await memory.known("pb")
+    clock.advance(ACCEPTED_SECONDS + 1)
+    assert not await memory.known("pa")
+
+
+async def test_the_memory_in_process_is_bounded() -> None:
+    clock = ManualClock(1_000_000.0)
+    memory = accepted(clock, None)
+    for i in range(MAX_ACCEPTED + 1):
+        await memory.remember(f"p{i}")
+    assert not await memory.known("p0"), "the oldest went first"
+    assert await memory.known("p1") and await memory.known(f"p{MAX_ACCEPTED}")
+
+
+async def test_every_replica_knows_a_key_accepted_on_one_and_redis_forgets_it_on_its_own(
+    aclient: RedisConnection, redis_client: redis.Redis
+) -> None:
+    clock = ManualClock(time.time())
+    one, other = accepted(clock, aclient), accepted(clock, aclient)
+    assert not await other.known("pa")
+    await one.remember("pa")
+    assert await other.known("pa"), "learned from Redis"
+    ttl = redis_client.pttl(f"{PREFIX}accepted:pa")
+    assert ACCEPTED_SECONDS * 1000 - 5_000 < ttl <= ACCEPTED_SECONDS * 1000
+    assert [k.decode() for k in redis_client.keys("*")] == [f"{PREFIX}accepted:pa"], "the scope, never a key"
+    redis_client.delete(f"{PREFIX}accepted:pa")  # as if it expired
+    assert await other.known("pa"), "trusted in process for a while"
+    clock.advance(RECHECK_SECONDS + 1)
+    assert not await other.known("pa"), "then asked again"
+
+
+async def test_a_success_rewrites_redis_at_most_once_an_hour(
+    aclient: RedisConnection, redis_client: redis.Redis
+) -> None:
+    clock = ManualClock(time.time())
+    memory = accepted(clock, aclient)
+    await memory.remember("pa")
+    redis_client.delete(f"{PREFIX}accepted:pa")
+    await memory.remember("pa")
+    assert not redis_client.exists(f"{PREFIX}accepted:pa"), "written a moment ago: not once a success"
+    clock.advance(RECHECK_SECONDS + 1)
+    await memory.remember("pa")
+    assert redis_client.exists(f"{PREFIX}accepted:pa")
+
+
+async def test_probation_is_for_pass_through_keys_braze_has_not_accepted() -> None:
+    probation = Probation(0.05, accepted(ManualClock(1_000_000.0), None))
+    base = payer("pa")
+    assert (await probation.payer(credential("pa"), base)).probation is not None
+    assert await probation.payer(credential("m1", managed=True), base) == base, "the proxy's own key: never"
+    await probation.succeeded(credential("pa"))
+    assert await probation.payer(credential("pa"), base) == base
+
+
+# --- the gate --------------------------------------------------------------------------------------------------
+
+
+async def test_the_gate_takes_from_the_pool_then_the_budget_and_refusals_name_the_key() -> None:
+    clock = ManualClock(1_000_000.0)
+    budget = MemoryBudget(1, 0.0, clock)
+    metrics = Metrics()
+    gate = UpstreamGate(
+        shared=budget, local=budget, health=AlwaysUp(), fail_open=True, metrics=metrics, clock=clock, sleep=clock.sleep
+    )
+    for i in range(5):  # the pool's burst: 5 of the budget's 100
+        await gate.admit(on_probation(payer(f"p{i}"), 0.05))
+    with pytest.raises(RateLimited) as refused:
+        await gate.admit(on_probation(payer("p9"), 0.05))
+    assert refused.value.detail == "probation" and "not yet accepted" in refused.value.message
+    assert refused.value.team == team_tag("p9"), "the key's own refusal, handed to its callers only"
+    await gate.admit(payer("paccepted"))  # a key Braze accepted pays from the budget as it always did
+    text = generate_latest(metrics.registry).decode()
+    assert metric(text, "braze_proxy_probation_grants_total", workspace="default") == 5
+    assert metric(text, "braze_proxy_probation_refusals_total", workspace="default") == 1
+    assert metric(text, "braze_proxy_rate_limit_rejections_total", reason="probation") == 1
+    assert metric(text, "braze_proxy_probation_tokens", workspace="default") == 0
+    assert metric(text, "braze_proxy_rate_limit_tokens", workspace="default") == 94, "the budget paid all six"
+    clock.advance(2.0)  # the pool refills at 0.5 a second
+    await gate.admit(on_probation(payer("p9"), 0.05))
+
+
+async def test_keys_on_probation_are_one_team_in_the_budgets_fair_share() -> None:
+    """Below the headroom a team over its share is refused: the pool's keys together are one team, so however
+    many keys it invents, the flood is one team beside an accepted key (which may still take half)."""
+    clock = ManualClock(1_000_000.0)
+    budget = MemoryBudget(1, 0.0, clock)
+    limit = Limit(3600, 10)
+    gate = UpstreamGate(
+        shared=budget, local=budget, health=AlwaysUp(), fail_open=True, metrics=Metrics(), clock=clock,
+        sleep=clock.sleep,
+    )  # fmt: skip
+    for i in range(10):  # ten invented keys, a pool as large as the budget: the budget's burst goes to them
+        await gate.admit(on_probation(payer(f"p{i}", limit), 1.0))
+    with pytest.raises(RateLimited):  # the bucket is empty
+        await gate.admit(payer("preal", limit))
+    clock.advance(6.0)  # six tokens back: above the headroom of 5, anyone
+    await gate.admit(payer("preal", limit))
+    with pytest.raises(RateLimited) as over:  # at the headroom, the probation team (10 of 11 calls) is over its half
+        await gate.admit(on_probation(payer("p11", limit), 1.0))
+    assert over.value.detail == "team-share"
+    for _ in range(3):  # while the accepted key, one team of two, is under it, until it is over its half too
+        await gate.admit(payer("preal", limit))
+
+
+# --- real processes --------------------------------------------------------------------------------------------
+
+PER_SECOND = 5.0  # the workspace's budget
+BURST = 5
+FLOOD_PER_SECOND = 40
+SECONDS = 10.0  # of the real key's questions: 20, one every half second
+
+
+async def flood(session: aiohttp.ClientSession, replicas: list[ProxyProcess], keys: list[str]) -> list[Outcome]:
+    """One request per invented key, FLOOD_PER_SECOND a second (each on its own task: paced, not answer-bound)."""
+    started = time.monotonic()
+    tasks = []
+    for i, key in enumerate(keys):
+        await asyncio.sleep(max(0.0, started + i / FLOOD_PER_SECOND - time.monotonic()))
+        url = f"{replicas[i % len(replicas)].url}{PATH}?{question()}"
+        tasks.append(asyncio.ensure_future(get(session, url, bearer(key))))
+    return list(await asyncio.gather(*tasks))
+
+
+async def test_forty_invented_keys_a_second_leave_a_real_key_answered(
+    start_proxy: ProxyFactory,
+    standin: StandinProcess,
+    redis_server: RedisServer,
+    redis_client: object,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    invented = [f"invented-{i:04d}-0123456789" for i in range(int(FLOOD_PER_SECOND * (SECONDS + 1.5)))]
+    standin.config(rejected_keys=invented)  # Braze answers them 401
+    replicas = start_replicas(
+        start_proxy, redis_server.url, RATE_LIMIT_PER_HOUR=PER_SECOND * 3600, RATE_LIMIT_BURST=BURST
+    )
+    real = bearer("real-key-0123456789")
+    answered: list[Outcome] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
+        first = await get(session, f"{replicas[0].url}{PATH}?{question()}", real)
+        assert first.status == 200, "the real key is accepted before the flood"
+        standin.reset()
+        standin.config(rejected_keys=invented)
+        started = time.monotonic()
+        flooding = asyncio.ensure_future(flood(session, replicas, invented))
+        await asyncio.sleep(1.0)  # the flood is on
+        for i in range(20):  # on every replica: accepted on one, known to all through Redis
+            answered.append(await get(session, f"{replicas[i % 3].url}{PATH}?{question()}", real))
+            await asyncio.sleep(max(0.0, started + 1.0 + (i + 1) * SECONDS / 20 - time.monotonic()))
+        flooded = await flooding
+        elapsed = time.monotonic() - started
+        text = "".join([await scrape(session, p.url) for p in replicas])
+    stats = standin.stats()
+    ok = sum(o.status == 200 for o in answered)
+    statuses = {s: sum(o.status == s for o in flooded) for s in {o.status for o in flooded}}
+    assert ok >= 18, [o.body for o in answered if o.status != 200]
+    assert stats["calls"] <= BURST + PER_SECOND * elapsed + 1, "within the workspace's budget"
+    pool = pool_limit(Limit(PER_SECOND * 3600, BURST), 0.05)
+    assert stats["calls_by_status"].get("401", 0) <= pool.burst + pool.per_hour / 3600 * elapsed + 1, "the pool's"
+    assert set(statuses) <= {401, 429} and statuses.get(429, 0) > 0, statuses
+    refused = next(o for o in flooded if o.status == 429)
+    assert "detail=probation" in refused.cache_status and "not yet accepted" in refused.body.decode()
+    assert (metric(text, "braze_proxy_probation_refusals_total") or 0) == statuses[429]
+    assert (metric(text, "braze_proxy_probation_grants_total") or 0) >= statuses.get(401, 0)
+    report(
+        capsys,
+        f"probation pool, budget {PER_SECOND:g}/s (pool {pool.per_hour / 3600:g}/s), {len(flooded)} invented keys at"
+        f" {FLOOD_PER_SECOND}/s over 3 replicas: real key answered {ok}/20; upstream calls {stats['calls']} in"
+        f" {elapsed:.1f} s ({stats['calls_by_status']}); flood answers {statuses}",
+    )
