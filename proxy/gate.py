@@ -17,7 +17,6 @@ from proxy.budget import Budget, MemoryBudget, Payer
 from proxy.errors import RateLimited, StoreError, Unavailable
 from proxy.health import Health
 from proxy.metrics import Metrics
-from proxy.probation import PROBATION_TEAM
 from proxy.upstream import RateInfo
 
 log = logging.getLogger("braze_proxy.gate")
@@ -78,9 +77,9 @@ class UpstreamGate:
             await self._take(payer, payer.team)
             return
         # A key Braze has not yet accepted: a token of the probation pool, then one of the budget, where every key
-        # on probation is one team. Refusals still name the key's own team.
+        # on probation is the pool's one team (probation.py). Refusals still name the key's own team.
         await self._take(pool, payer.team, pool=True)
-        await self._take(replace(payer, team=PROBATION_TEAM, probation=None), payer.team)
+        await self._take(replace(payer, team=pool.team, weight=pool.weight, probation=None), payer.team)
 
     async def _take(self, payer: Payer, team: str, pool: bool = False) -> None:
         decision = await self._reserve(payer)

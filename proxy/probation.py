@@ -2,10 +2,10 @@
 
 A pass-through key is *accepted* once Braze answers it with a success; the proxy remembers that per credential
 scope (in process, bounded, and in Redis for every replica, expiring on its own). Until then each of its calls
-takes a token first from the pool (a bucket of `share` of its budget's rate and burst) and then from the
-budget itself as one team, PROBATION_TEAM. So a flood of invented keys spends at most `share` of the budget
-and counts as one team in its fair share, however many keys it invents; a key Braze accepts joins the fair
-share as a team of its own. (A key Braze refuses is remembered by refusals.py and costs nothing meanwhile.)
+takes a token first from the pool (a bucket of `share` of its budget's rate and burst, see pool_limit) and then from the
+budget itself as one team, PROBATION_TEAM, of weight `share`. So a flood of invented keys spends at most `share`
+of the budget and weighs as much in its fair share, however many keys it invents; a key Braze accepts joins
+the fair share as a team of its own. (A key Braze refuses is remembered by refusals.py and costs nothing meanwhile.)
 Redis failures here only mean the replica remembers alone: a key it has not seen accepted stays on probation.
 """
 
@@ -26,18 +26,24 @@ POOL_SUFFIX = ":probation"  # the pool's bucket id: "<workspace>:<group>:probati
 ACCEPTED_SECONDS = 86_400.0  # a key Braze accepted stays out of probation this long after its last success
 RECHECK_SECONDS = 3_600.0  # a replica trusts its own memory this long before writing or reading Redis again
 MAX_ACCEPTED = 10_000  # keys remembered in process
+# A few new keys at once may each try (a restart without Redis forgets which keys Braze accepted), even in a
+# small group such as events_products (burst 20: 5% would be one token).
+MIN_POOL_BURST = 5
 
 
 def pool_limit(limit: Limit, share: float) -> Limit:
-    """The probation pool of a budget of `limit`: `share` of its rate and of its burst (at least one token)."""
-    return Limit(limit.per_hour * share, max(1, int(limit.burst * share)))
+    """The probation pool of a budget of `limit`: `share` of its rate and of its burst, with a burst of at least
+    MIN_POOL_BURST (or the budget's whole burst where that is smaller)."""
+    return Limit(limit.per_hour * share, max(min(limit.burst, MIN_POOL_BURST), int(limit.burst * share)))
 
 
 def on_probation(payer: Payer, share: float) -> Payer:
     """`payer` for a key Braze has not yet accepted: it takes a token from the pool first, then from the budget,
-    in both as PROBATION_TEAM (the gate sees to the second). Its own team still names its refusals."""
+    in both as PROBATION_TEAM of weight `share` (the gate sees to the second). Its own team names its refusals."""
     limit = pool_limit(payer.limit, share)
-    pool = replace(payer, budget=payer.budget + POOL_SUFFIX, limit=limit, team=PROBATION_TEAM, probation=None)
+    pool = replace(
+        payer, budget=payer.budget + POOL_SUFFIX, limit=limit, team=PROBATION_TEAM, weight=share, probation=None
+    )
     return replace(payer, probation=pool)
 
 

@@ -58,9 +58,10 @@ def credential(scope: str, managed: bool = False) -> Credential:
 # --- pure ------------------------------------------------------------------------------------------------------
 
 
-def test_the_pool_is_a_share_of_the_rate_and_the_burst_and_holds_at_least_one_token() -> None:
-    assert pool_limit(Limit(36_000, 100), 0.05) == Limit(1_800, 5)
-    assert pool_limit(Limit(36, 2), 0.05) == Limit(1.8, 1)
+def test_the_pool_is_a_share_of_the_rate_and_the_burst_with_a_few_tokens_at_least() -> None:
+    assert pool_limit(Limit(36_000, 1000), 0.05) == Limit(1_800, 50)
+    assert pool_limit(Limit(200, 20), 0.05) == Limit(10, 5), "a few new keys at once, even in a small group"
+    assert pool_limit(Limit(36, 2), 0.05) == Limit(1.8, 2), "never more than the budget's own burst"
     assert pool_limit(Limit(3600, 10), 1.0) == Limit(3600, 10)
 
 
@@ -70,7 +71,7 @@ def test_a_payer_on_probation_takes_from_its_budgets_pool_under_its_own_team() -
     assert held.probation is not None
     assert (held.budget, held.team, held.limit) == (base.budget, "p123", base.limit)  # the budget's own
     assert held.probation.budget == "default:default:probation"
-    assert (held.probation.team, held.probation.limit) == (PROBATION_TEAM, Limit(1_800, 5))
+    assert (held.probation.team, held.probation.weight, held.probation.limit) == (PROBATION_TEAM, 0.05, Limit(1_800, 5))
     assert held.probation.probation is None
 
 
@@ -187,8 +188,9 @@ async def test_the_gate_takes_from_the_pool_then_the_budget_and_refusals_name_th
 
 
 async def test_keys_on_probation_are_one_team_in_the_budgets_fair_share() -> None:
-    """Below the headroom a team over its share is refused: the pool's keys together are one team, so however
-    many keys it invents, the flood is one team beside an accepted key (which may still take half)."""
+    """Below the headroom a team over its share is refused: the pool's keys together are one team of the pool's
+    weight (here a pool as large as the budget: weight 1), so however many keys it invents, the flood is one team
+    beside an accepted key (which may still take half)."""
     clock = ManualClock(1_000_000.0)
     budget = MemoryBudget(1, 0.0, clock)
     limit = Limit(3600, 10)
