@@ -76,10 +76,10 @@ class UpstreamGate:
         if pool is None:
             await self._take(payer, payer.team)
             return
-        # A key Braze has not yet accepted: a token of the probation pool, then one of the budget, where every key
-        # on probation is the pool's one team (probation.py). Refusals still name the key's own team.
+        # A key Braze has not yet accepted: a token of the probation pool, then one of the budget, where it weighs
+        # the pool's small weight (probation.py).
         await self._take(pool, payer.team, pool=True)
-        await self._take(replace(payer, team=pool.team, weight=pool.weight, probation=None), payer.team)
+        await self._take(replace(payer, weight=pool.weight, probation=None), payer.team)
 
     async def _take(self, payer: Payer, team: str, pool: bool = False) -> None:
         decision = await self._reserve(payer)

@@ -2,10 +2,11 @@
 
 A pass-through key is *accepted* once Braze answers it with a success; the proxy remembers that per credential
 scope (in process, bounded, and in Redis for every replica, expiring on its own). Until then each of its calls
-takes a token first from the pool (a bucket of `share` of its budget's rate and burst, see pool_limit) and then from the
-budget itself as one team, PROBATION_TEAM, of weight `share`. So a flood of invented keys spends at most `share`
-of the budget and weighs as much in its fair share, however many keys it invents; a key Braze accepts joins
-the fair share as a team of its own. (A key Braze refuses is remembered by refusals.py and costs nothing meanwhile.)
+takes a token first from the pool (a bucket of `share` of its budget's rate and burst, see pool_limit), where
+all keys on probation are one team, PROBATION_TEAM, and then a token of the budget itself as its own team, of
+the weight `share`. So a flood of invented keys spends at most `share` of the budget however many keys it
+invents, and a key Braze accepts weighs 1 in the same team (a key alone stays alone). A key Braze refuses is
+remembered by refusals.py and costs nothing meanwhile.
 Redis failures here only mean the replica remembers alone: a key it has not seen accepted stays on probation.
 """
 
@@ -21,7 +22,7 @@ from proxy.errors import StoreError
 from proxy.health import Health
 from proxy.redis_conn import RedisConnection
 
-PROBATION_TEAM = "probation"  # in the budget's ledger: every key on probation together (a scope is "p<hex>")
+PROBATION_TEAM = "probation"  # the pool's one team: every key on probation together
 POOL_SUFFIX = ":probation"  # the pool's bucket id: "<workspace>:<group>:probation"
 ACCEPTED_SECONDS = 86_400.0  # a key Braze accepted stays out of probation this long after its last success
 RECHECK_SECONDS = 3_600.0  # a replica trusts its own memory this long before writing or reading Redis again
@@ -38,8 +39,8 @@ def pool_limit(limit: Limit, share: float) -> Limit:
 
 
 def on_probation(payer: Payer, share: float) -> Payer:
-    """`payer` for a key Braze has not yet accepted: it takes a token from the pool first, then from the budget,
-    in both as PROBATION_TEAM of weight `share` (the gate sees to the second). Its own team names its refusals."""
+    """`payer` for a key Braze has not yet accepted: it takes a token from the pool first (as PROBATION_TEAM),
+    then from the budget as its own team of the weight `share` (the gate sees to the second)."""
     limit = pool_limit(payer.limit, share)
     pool = replace(
         payer, budget=payer.budget + POOL_SUFFIX, limit=limit, team=PROBATION_TEAM, weight=share, probation=None
