@@ -17,36 +17,36 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from proxy import __version__
-from proxy.accounts import Accounts
-from proxy.alignment import Alignment, SharedVerdicts
-from proxy.asking import Asker
-from proxy.budget import Budget, MemoryBudget, Payer, RedisBudget
-from proxy.cache import MemoryLRU, MemoryStore, Store
-from proxy.coalesce import ClusterLock
-from proxy.credentials import Authenticator
-from proxy.day2 import Day2, admin_token, open_day2
-from proxy.endpoints import SERVED
-from proxy.exports import EXPORTS
-from proxy.fetcher import Fetcher, RetryPolicy
-from proxy.filler import Filler, Polling, Wakeups
-from proxy.freshness import FreshnessPolicy
-from proxy.gate import UpstreamGate
-from proxy.health import STATES, AlwaysUp, Health, RedisHealth, State
-from proxy.metrics import Metrics
-from proxy.query import KeyRules
-from proxy.redis_conn import RedisConnection, open_connection
-from proxy.redis_store import RedisStore
-from proxy.redis_url import parse_redis_url
-from proxy.refusals import Refusals
-from proxy.series_store import MemorySeriesStore, RedisSeriesStore, SeriesStore
-from proxy.service import Service
-from proxy.settings import DEFAULT_WORKSPACE, Settings, Team
-from proxy.spending import Spending
-from proxy.tiered import TieredCache
-from proxy.tokens_file import TokensFile
-from proxy.upstream import UpstreamClient, close_session
-from proxy.wakeups import PubSubWakeups, channel_of
-from proxy.windows import Windows
+from proxy.budget.buckets import Budget, MemoryBudget, Payer, RedisBudget
+from proxy.budget.gate import UpstreamGate
+from proxy.budget.payers import Accounts
+from proxy.budget.spending import Spending
+from proxy.cache.memory import MemoryLRU, MemoryStore, Store
+from proxy.cache.redis import RedisStore
+from proxy.cache.tiered import TieredCache
+from proxy.core.credentials import Authenticator
+from proxy.core.endpoints import SERVED
+from proxy.core.exports import EXPORTS
+from proxy.core.freshness import FreshnessPolicy
+from proxy.core.query import KeyRules
+from proxy.day2.tokens_file import TokensFile
+from proxy.day2.wiring import Day2, admin_token, open_day2
+from proxy.driver import Service
+from proxy.fill.cross_replica import Filler, Polling, Wakeups
+from proxy.fill.flights import ClusterLock
+from proxy.fill.wakeups import PubSubWakeups, channel_of
+from proxy.obs.metrics import Metrics
+from proxy.redis.connection import RedisConnection, open_connection
+from proxy.redis.health import STATES, AlwaysUp, Health, RedisHealth, State
+from proxy.redis.url import parse_redis_url
+from proxy.settings.model import DEFAULT_WORKSPACE, Settings, Team
+from proxy.upstream.asker import Asker
+from proxy.upstream.client import UpstreamClient, close_session
+from proxy.upstream.fetcher import Fetcher, RetryPolicy
+from proxy.upstream.refusals import Refusals
+from proxy.windows.alignment import Alignment, SharedVerdicts
+from proxy.windows.answerer import Windows
+from proxy.windows.store import MemorySeriesStore, RedisSeriesStore, SeriesStore
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

@@ -14,14 +14,14 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy import series
-from proxy.endpoints import SESSIONS
-from proxy.errors import StoreError
-from proxy.query import Question
-from proxy.redis_conn import open_connection
-from proxy.redis_url import parse_redis_url
-from proxy.series import Point
-from proxy.series_store import MemorySeriesStore, RedisSeriesStore
+from proxy.core import series
+from proxy.core.endpoints import SESSIONS
+from proxy.core.errors import StoreError
+from proxy.core.query import Question
+from proxy.core.series import Point
+from proxy.redis.connection import open_connection
+from proxy.redis.url import parse_redis_url
+from proxy.windows.store import MemorySeriesStore, RedisSeriesStore
 from tests.procs import RedisServer
 
 UTC_ZONE = ZoneInfo("UTC")
