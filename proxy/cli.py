@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers > 1 and not os.environ.get(WORKER_ENV):
         return supervise(args.workers)
     workers = int(os.environ.get(WORKER_ENV) or 0)
-    return serve(settings, reuse_port=workers > 0, workers=max(1, workers))
+    return serve(settings, dict(os.environ), reuse_port=workers > 0, workers=max(1, workers))
 
 
 def check(settings: Settings, unknown: list[str]) -> int:

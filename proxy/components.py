@@ -1,16 +1,17 @@
-"""The composition root: every component built from Settings, none of them Optional, opened in order and
-closed in reverse. The only place that knows which implementation goes with which setting.
+"""The composition root: every component built from Settings, opened in order and closed in reverse. The only
+place that knows which implementation goes with which setting. A part a setting turns off is None where it is
+built (windows' alignment without windows, the Redis parts without Redis), and its users are told so by type.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import tzinfo
+from types import MappingProxyType
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -49,6 +50,7 @@ from proxy.windows.answerer import Windows
 from proxy.windows.store import MemorySeriesStore, RedisSeriesStore, SeriesStore
 
 Clock = Callable[[], float]
+NO_ENVIRON: Mapping[str, str] = MappingProxyType({})  # no variable of the process environment
 Sleep = Callable[[float], Awaitable[None]]
 CLOSE_FILLS_SECONDS = 1.0
 OnCall = Callable[[Payer], None]
@@ -260,7 +262,7 @@ def egress_proxy(s: Settings, environ: Mapping[str, str]) -> str | None:
     return found
 
 
-async def open_upstream(s: Settings, stack: AsyncExitStack) -> UpstreamClient:
+async def open_upstream(s: Settings, stack: AsyncExitStack, environ: Mapping[str, str]) -> UpstreamClient:
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=s.upstream_max_connections, ttl_dns_cache=300),
         auto_decompress=True,
@@ -274,7 +276,7 @@ async def open_upstream(s: Settings, stack: AsyncExitStack) -> UpstreamClient:
         connect_timeout=s.upstream_connect_timeout,
         max_body_bytes=s.upstream_max_body_bytes,
         user_agent=f"braze-proxy/{__version__}",
-        proxy=egress_proxy(s, os.environ),
+        proxy=egress_proxy(s, environ),
     )
 
 
@@ -310,15 +312,17 @@ async def open_components(
     workers: int = 1,
     clock: Clock = time.time,
     sleep: Sleep = asyncio.sleep,
+    environ: Mapping[str, str] = NO_ENVIRON,
 ) -> AsyncIterator[Components]:
-    """Build and open everything the request path needs; close it all on exit."""
+    """Build and open everything the request path needs; close it all on exit. `environ`: the process's
+    environment as the CLI read it at start-up (the standard egress-proxy variables)."""
     s = settings
     async with AsyncExitStack() as stack:
         accounts = Accounts.from_settings(s)
         tokens = TokensFile(s.client_tokens_file, metrics, admin_token(s)) if s.client_tokens_file else None
         auth = authenticator(s, tokens.load() if tokens else None)
         record_known_labels(metrics, accounts, auth, s)
-        upstream = await open_upstream(s, stack)
+        upstream = await open_upstream(s, stack, environ)
         b = await open_backing(s, metrics, workers, clock, stack)
         cache = TieredCache(store=b.store, l1=b.l1, health=b.health, metrics=metrics)
         spending = Spending(accounts=accounts, auth=auth, metrics=metrics, clock=clock, redis=b.redis,

@@ -82,11 +82,6 @@ class TieredCache:
         if self._local is not None:
             self._local.put(key, entry, entry.fresh_until, now)
 
-    def remember(self, key: str, entry: Entry, now: float) -> None:
-        """Keep an entry read elsewhere (a peer's fill) in the L1."""
-        if self._l1 is not None:
-            self._l1.put(key, entry, entry.stale_until, now)
-
     async def put(self, key: str, entry: Entry, now: float) -> bool:
         """Store `entry` in every tier that takes it; True if any kept it (so a later request can find it)."""
         kept = self._l1.put(key, entry, entry.stale_until, now) if self._l1 is not None else False

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from proxy.budget.spending import RateHeaders
-from proxy.components import Clock, Components, Sleep, open_components
+from proxy.components import NO_ENVIRON, Clock, Components, Sleep, open_components
 from proxy.core.credentials import Credential
 from proxy.core.endpoints import SERVED, Endpoint
 from proxy.core.errors import InvalidRequest, ProxyError
@@ -39,7 +38,7 @@ from proxy.http.responses import (
     json_response,
 )
 from proxy.obs import tracing
-from proxy.obs.metrics import BatchedCounter, Metrics
+from proxy.obs.metrics import MULTIPROC_ENV, BatchedCounter, Metrics
 from proxy.settings.model import Settings
 
 log = logging.getLogger("braze_proxy.web")
@@ -229,10 +228,12 @@ def create_app(
     workers: int = 1,
     clock: Clock = time.time,
     sleep: Sleep = asyncio.sleep,
+    environ: Mapping[str, str] = NO_ENVIRON,
 ) -> web.Application:
     """The proxy app (one of `workers` processes). With `metrics_port` set, /metrics and the health routes
-    live on `create_ops_app`."""
-    metrics = metrics or Metrics()
+    live on `create_ops_app`. `environ`: the process environment as the CLI read it (tracing's OTEL_*, the
+    egress proxy's variables, Prometheus's multiprocess directory); none by default."""
+    metrics = metrics or Metrics(multiprocess_dir=environ.get(MULTIPROC_ENV))
     lifecycle = Lifecycle()
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_REQUEST_BODY)
     app[SETTINGS] = settings
@@ -241,7 +242,9 @@ def create_app(
     app[SAMPLER] = Sampler(app)
 
     async def components(app: web.Application) -> AsyncIterator[None]:
-        async with open_components(settings, metrics, workers=workers, clock=clock, sleep=sleep) as built:
+        async with open_components(
+            settings, metrics, workers=workers, clock=clock, sleep=sleep, environ=environ
+        ) as built:
             app[COMPONENTS] = built
             yield
 
@@ -249,7 +252,7 @@ def create_app(
     access = AccessLog(settings.access_log, metrics.access_log_dropped.inc)
     app.cleanup_ctx.append(access_log_ctx(access))
     app.cleanup_ctx.append(components)
-    if tracing.configure(os.environ):
+    if tracing.configure(environ):
         app.on_cleanup.append(lambda _: asyncio.to_thread(tracing.shutdown))
     for endpoint in SERVED:
         handler = DataSeriesHandler(endpoint, metrics, lifecycle, settings.max_query_bytes, clock, access)

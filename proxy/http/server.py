@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -26,7 +26,7 @@ SAMPLE_SECONDS = 1.0
 ACCEPT_SETTLE_SECONDS = 0.1
 
 
-def serve(settings: Settings, reuse_port: bool = False, workers: int = 1) -> int:
+def serve(settings: Settings, environ: Mapping[str, str], reuse_port: bool = False, workers: int = 1) -> int:
     try:
         import uvloop
 
@@ -34,11 +34,11 @@ def serve(settings: Settings, reuse_port: bool = False, workers: int = 1) -> int
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(run_server(settings, reuse_port, workers))
+        return runner.run(run_server(settings, environ, reuse_port, workers))
 
 
-async def run_server(settings: Settings, reuse_port: bool, workers: int = 1) -> int:
-    app = create_app(settings, workers=workers)
+async def run_server(settings: Settings, environ: Mapping[str, str], reuse_port: bool, workers: int = 1) -> int:
+    app = create_app(settings, workers=workers, environ=environ)
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_on_hup(app))  # from the start: never a stop
     runners: list[web.AppRunner] = []
     main_runner = make_runner(app, settings)

@@ -7,7 +7,6 @@ a key, an app_id, a segment_id or a credential; `team` is a configured team name
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -271,14 +270,16 @@ class Metrics:
     tokens_file_malformed: Gauge
     tokens_file_reloads: Counter
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, multiprocess_dir: str | None = None) -> None:
+        """`multiprocess_dir`: where the workers of `--workers N` keep their metrics (None: one process)."""
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._multiprocess_dir = multiprocess_dir
         self._batched: list[BatchedCounter | BatchedHistogram] = []
         for family in FAMILIES:
             setattr(self, family.attr, family.build(self.registry))
         self.build_info.labels(__version__).set(1)
         # With --workers, exposition() adds every process's own (procstats.py), and GC counts are counters here.
-        self._gc = GcCounters(self.registry) if os.environ.get(MULTIPROC_ENV) else None
+        self._gc = GcCounters(self.registry) if multiprocess_dir else None
         if self._gc is None:
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 self.registry.register(collector)
@@ -313,7 +314,7 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """(body, content type) of /metrics: this process's metrics, or with `--workers N` every worker's."""
         self.flush()
-        path = os.environ.get(MULTIPROC_ENV)
+        path = self._multiprocess_dir
         if not path:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()

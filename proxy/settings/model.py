@@ -1,6 +1,6 @@
 """Settings: read once at start-up from BRAZE_PROXY_* variables (and an optional .env file).
 
-Nothing else in the package reads the environment; constructors take the narrow values they need.
+Only the CLI builds it (and reads the process environment, once); constructors take the narrow values they need.
 """
 
 from __future__ import annotations
