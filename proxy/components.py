@@ -18,12 +18,15 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from proxy import __version__
-from proxy.budget.buckets import Budget, MemoryBudget, Payer, RedisBudget
+from proxy.budget.buckets import Budget, Payer
 from proxy.budget.gate import UpstreamGate
+from proxy.budget.memory import MemoryBudget
 from proxy.budget.payers import Accounts
+from proxy.budget.redis import RedisBudget
 from proxy.budget.spending import Spending
-from proxy.cache.memory import MemoryLRU, MemoryStore, Store
+from proxy.cache.memory import MemoryLRU, MemoryStore
 from proxy.cache.redis import RedisStore
+from proxy.cache.store import Store
 from proxy.cache.tiered import TieredCache
 from proxy.core.credentials import Authenticator
 from proxy.core.endpoints import SERVED
@@ -34,7 +37,7 @@ from proxy.day2.tokens_file import TokensFile
 from proxy.day2.wiring import Day2, admin_token, open_day2
 from proxy.driver import Service
 from proxy.fill.cross_replica import Filler, Polling, Wakeups
-from proxy.fill.flights import ClusterLock
+from proxy.fill.lock import ClusterLock
 from proxy.fill.wakeups import PubSubWakeups, channel_of
 from proxy.obs.metrics import Metrics
 from proxy.redis.connection import RedisConnection, open_connection
@@ -44,10 +47,11 @@ from proxy.settings.model import DEFAULT_WORKSPACE, Settings, Team
 from proxy.upstream.asker import Asker
 from proxy.upstream.client import UpstreamClient, close_session
 from proxy.upstream.fetcher import Fetcher, RetryPolicy
-from proxy.upstream.refusals import Refusals
-from proxy.windows.alignment import Alignment, SharedVerdicts
+from proxy.upstream.refusals import Refusals, SharedRefusals
+from proxy.windows.alignment import Alignment
 from proxy.windows.answerer import Windows
 from proxy.windows.store import MemorySeriesStore, RedisSeriesStore, SeriesStore
+from proxy.windows.verdicts import SharedVerdicts
 
 Clock = Callable[[], float]
 NO_ENVIRON: Mapping[str, str] = MappingProxyType({})  # no variable of the process environment
@@ -184,7 +188,7 @@ async def open_backing(s: Settings, metrics: Metrics, workers: int, clock: Clock
         shared=RedisBudget(conn, s.redis_key_prefix, wait, s.redis_timeout),
         local=MemoryBudget(s.expected_replicas * workers, wait, clock),
         lock=ClusterLock(conn, s.redis_timeout),
-        refusals=Refusals(clock=clock, conn=conn, prefix=s.redis_key_prefix, timeout=s.redis_timeout, health=health),
+        refusals=Refusals(clock=clock, shared=SharedRefusals(conn, s.redis_key_prefix, s.redis_timeout, health)),
         wakeups=wakeups,
         redis=conn,
         notices=notices,

@@ -14,7 +14,9 @@ import pytest_asyncio
 import redis
 from redis.crc import key_slot
 
-from proxy.budget.buckets import MAX_BUDGETS, Budget, Limit, MemoryBudget, Payer, RedisBudget, bucket_ttl_ms
+from proxy.budget.buckets import MAX_BUDGETS, Budget, Limit, Payer, bucket_ttl_ms
+from proxy.budget.memory import MemoryBudget
+from proxy.budget.redis import RedisBudget
 from proxy.cache.redis import connect
 from proxy.core.bucket import BucketParams, Decision
 from proxy.core.errors import StoreError

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from proxy.cache.memory import MemoryLRU, MemoryStore, Store
+from proxy.cache.memory import MemoryLRU, MemoryStore
 from proxy.cache.redis import RedisStore, connect, entry_key
+from proxy.cache.store import Store
 from proxy.core.entry import Entry
 from proxy.core.errors import StoreError
 from tests.procs import RedisServer, free_port

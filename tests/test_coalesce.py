@@ -13,7 +13,8 @@ from redis.crc import key_slot
 
 from proxy.cache.redis import connect, entry_key
 from proxy.core.errors import StoreError
-from proxy.fill.flights import MAX_MARKER_SECONDS, ClusterLock, Flights, Marker, decode_marker, encode_marker
+from proxy.fill.flights import Flights
+from proxy.fill.lock import MAX_MARKER_SECONDS, ClusterLock, Marker, decode_marker, encode_marker
 from proxy.redis.connection import RedisConnection
 from tests.procs import RedisServer, free_port
 

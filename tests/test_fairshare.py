@@ -10,7 +10,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.budget.buckets import Limit, MemoryBudget, Payer
+from proxy.budget.buckets import Limit, Payer
+from proxy.budget.memory import MemoryBudget
 from proxy.core.bucket import BucketParams, BucketState, reserve
 from proxy.core.fairshare import ShareParams, TeamView, decayed, over_share
 from tests.test_bucket import LuaBucket

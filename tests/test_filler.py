@@ -13,7 +13,7 @@ from proxy.core.entry import Entry
 from proxy.core.errors import RelayedError, UpstreamError, UpstreamTimeout
 from proxy.core.outcomes import Found, Made, PassedOn
 from proxy.fill.cross_replica import Filler, Polling
-from proxy.fill.flights import ClusterLock
+from proxy.fill.lock import ClusterLock
 from proxy.redis.connection import RedisConnection
 from proxy.redis.health import AlwaysUp
 from tests.procs import RedisServer

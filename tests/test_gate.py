@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.budget.buckets import Limit, MemoryBudget, Payer
+from proxy.budget.buckets import Limit, Payer
 from proxy.budget.gate import UpstreamGate
+from proxy.budget.memory import MemoryBudget
 from proxy.core.errors import RateLimited
 from proxy.core.rate_headers import RateInfo
 from proxy.obs.metrics import Metrics

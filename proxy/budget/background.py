@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from proxy.budget.buckets import Budget, MemoryBudget, Payer, RedisBudget, params_of
+from proxy.budget.buckets import Budget, Payer, params_of
+from proxy.budget.memory import MemoryBudget
+from proxy.budget.redis import RedisBudget
 from proxy.core.credentials import Credential
 from proxy.core.endpoints import Endpoint
 from proxy.core.errors import StoreError

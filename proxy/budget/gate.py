@@ -12,7 +12,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from proxy.budget.buckets import Budget, MemoryBudget, Payer
+from proxy.budget.buckets import Budget, Payer
+from proxy.budget.memory import MemoryBudget
 from proxy.core.bucket import MAX_BLOCK, Decision, block_after_429, sane_reset
 from proxy.core.errors import RateLimited, StoreError, Unavailable
 from proxy.core.rate_headers import RateInfo

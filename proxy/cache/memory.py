@@ -1,34 +1,13 @@
-"""The store interface, and the bounded in-memory store (LRU by entries and bytes).
-
-The Redis store (redis_store.py) implements the same protocol; both pass one shared test suite.
-"""
+"""The bounded in-memory store (LRU by entries and bytes): the embedded default, and the L1 in front of Redis."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
 
 from proxy.core.entry import Entry
 
 Clock = Callable[[], float]
-
-
-class Store(Protocol):
-    """Where answers live. Implementations raise proxy.errors.StoreError when they cannot answer."""
-
-    name: str
-
-    async def get(self, key: str) -> Entry | None: ...
-
-    async def set(self, key: str, entry: Entry, now: float) -> bool:
-        """Store `entry` until its stale_until; True if it was kept (a past deadline or an entry larger than
-        the store's cap is not)."""
-
-    async def ping(self) -> None:
-        """Raise StoreError if the store cannot serve."""
-
-    async def close(self) -> None: ...
 
 
 class MemoryLRU:

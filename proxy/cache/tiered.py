@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 
-from proxy.cache.memory import MemoryLRU, MemoryStore, Store
+from proxy.cache.memory import MemoryLRU, MemoryStore
+from proxy.cache.store import Store
 from proxy.core.entry import Entry
 from proxy.core.errors import StoreError
 from proxy.obs import tracing

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from proxy.budget.background import Spare
-from proxy.budget.buckets import Budget, MemoryBudget
+from proxy.budget.buckets import Budget
+from proxy.budget.memory import MemoryBudget
 from proxy.budget.payers import Accounts
 from proxy.budget.spending import Spending
 from proxy.cache.memory import MemoryLRU

@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 from proxy.core.entry import Entry
 from proxy.core.errors import ProxyError, RelayedError, StoreError, UpstreamTimeout, team_tag
 from proxy.core.outcomes import Filled, Found, Made, PassedOn
-from proxy.fill.flights import ClusterLock, Marker
+from proxy.fill.lock import ClusterLock, Marker
 from proxy.redis.health import Health
 
 log = logging.getLogger("braze_proxy.filler")
