@@ -1,44 +1,35 @@
-"""The request path's driver: look up, decide, fill once, answer.
+"""The request driver: a question is answered from its window's buckets where they check out (windows/), else
+as one exact question, each through the one request loop (fill/loop.py: serve, revalidate, or fill once).
 
-The decisions are pure (decisions.py); each resource has one owner that knows how it fails: the tiered
-cache (tiered.py), the fill lock (filler.py), the budget (gate.py), Braze (asking.py over fetcher.py),
-background refreshes (refreshes.py). What is left here is the order of things.
+The decisions are pure (core/); each resource has one owner that knows how it fails: the tiered cache
+(cache/tiered.py), the fill across replicas (fill/cross_replica.py), the budget (budget/gate.py), Braze
+(upstream/asker.py over upstream/fetcher.py). What is left here is the order of things.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from proxy.cache.redis import entry_tag
 from proxy.cache.tiered import TieredCache
-from proxy.core import lookup as decisions
 from proxy.core.credentials import Credential
 from proxy.core.entry import Entry
-from proxy.core.errors import ProxyError
 from proxy.core.export_query import AnyQuestion, ExportQuestion
 from proxy.core.freshness import FreshnessPolicy, decide
-from proxy.core.lookup import Answer, Fill, Revalidate, Serve
-from proxy.core.outcomes import Filled, Found, PassedOn
+from proxy.core.lookup import Answer
+from proxy.core.outcomes import Filled, PassedOn
 from proxy.core.query import Question
 from proxy.fill.cross_replica import Filler
-from proxy.fill.flights import Flights
-from proxy.fill.refreshes import Refreshes, passed_on, stale_if_error
+from proxy.fill.loop import Kept, Plan, RequestLoop
 from proxy.obs.metrics import Metrics
 from proxy.upstream.asker import Asker
 from proxy.windows.answerer import Windows
 
 EXACT_MARK = ":exact"  # keys of answers for one instant (windows' fallback), never a bucket's own key
-
-
-@dataclass(frozen=True, slots=True)
-class Kept:
-    """A fill's entry, and whether a tier kept it for later requests."""
-
-    entry: Entry
-    stored: bool
 
 
 class Service:
@@ -55,8 +46,7 @@ class Service:
     ) -> None:
         self._cache, self._windows, self._filler, self._asker = cache, windows, filler, asker
         self._freshness, self._m, self._clock = freshness, metrics, clock
-        self._flights: Flights[Filled[Kept]] = Flights()
-        self._refreshes = Refreshes(self._flights, metrics.refreshes)
+        self._loop: RequestLoop[Kept] = RequestLoop(metrics, clock, freshness.revalidate_seconds)
 
     def hit(self, key: str, now: float) -> Entry | None:
         """The fresh entry this process holds for `key`, or None. No I/O, no await: the hot path."""
@@ -86,33 +76,14 @@ class Service:
         return await self._cached(exact, credential, key, keep=instant is not None)
 
     async def _cached(self, question: AnyQuestion, credential: Credential, key: str, keep: bool = True) -> Answer:
-        now = self._clock()
-        step = decisions.next_step(await self._cache.get(key, now), now, self._freshness.revalidate_seconds)
-        if isinstance(step, Serve):
-            return decisions.hit(step.entry, now)
-        if isinstance(step, Revalidate):
-            self._refresh(key, question, credential)
-            self._m.stale_served.labels("revalidate").inc()
-            return decisions.stale(step.entry, now, "stale-while-revalidate")
-        return await self._fill_and_answer(key, question, credential, step, keep)
+        held = await self._cache.get(key, self._clock())
+        answer = await self._loop.answer(held, self._plan(key, question, credential, keep))
+        if answer is None:  # never: _as_kept always finishes
+            raise RuntimeError("an exact question's fill did not finish")
+        return answer
 
-    async def _fill_and_answer(
-        self, key: str, question: AnyQuestion, credential: Credential, step: Fill, keep: bool
-    ) -> Answer:
-        try:
-            filled, joined = await self._flights.run_for(
-                key, credential.team, lambda: self._fill(key, question, credential, keep)
-            )
-        except ProxyError as error:
-            return stale_if_error(step.stale, error, self._clock(), self._m.stale_served)
-        if joined:
-            self._m.coalesced.labels("process").inc()
-        had_stale = step.stale is not None
-        if isinstance(filled, PassedOn):
-            return passed_on(filled, joined=joined, had_stale=had_stale)
-        collapsed = joined or isinstance(filled, Found)
-        kept_ = filled.value
-        return decisions.forwarded(kept_.entry, had_stale=had_stale, stored=kept_.stored, collapsed=collapsed)
+    def _plan(self, key: str, question: AnyQuestion, credential: Credential, keep: bool) -> Plan[Kept]:
+        return Plan(key, credential.team, lambda: self._fill(key, question, credential, keep), _as_kept)
 
     async def _fill(self, key: str, question: AnyQuestion, credential: Credential, keep: bool = True) -> Filled[Kept]:
         return await self._filler.fill(
@@ -156,18 +127,20 @@ class Service:
             return await self._windows.renew(question, credential)
         await self._produce(key, question, credential, keep=True)
 
-    def _refresh(self, key: str, question: AnyQuestion, credential: Credential) -> None:
-        """One background refresh per key (stale-while-revalidate); a fill under way already is one."""
-        self._refreshes.start(key, lambda: self._fill(key, question, credential))
+    def tasks(self) -> list[Any]:
+        """The fills and background refreshes still running, exact questions' and windows'."""
+        return self._loop.tasks() + (self._windows.tasks() if self._windows is not None else [])
 
     async def close(self, timeout: float) -> None:
         """Cancel the fills still running and give them up to `timeout` to unwind (release their Redis locks)
         while the pools are still open. Called after the server's drain: what still runs is a fill nobody
         waits for, or a background refresh (worth less than a prompt exit)."""
-        running = self._refreshes.tasks()
-        if self._windows is not None:
-            running += self._windows.tasks()
+        running = self.tasks()
         for task in running:
             task.cancel()
         if running:
             await asyncio.wait(running, timeout=timeout)
+
+
+async def _as_kept(kept: Kept) -> Kept:
+    return kept

@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from proxy.core import lookup as decisions
+from proxy.core import lookup
 from proxy.core.entry import Entry
 from proxy.core.errors import ProxyError
 from proxy.core.lookup import Answer
@@ -52,13 +52,13 @@ class Refreshes:
 
 def stale_if_error(stale: Entry | None, error: ProxyError, now: float, served: Counter) -> Answer:
     """The stale answer that stands in for `error` (counted in `served` by reason); raises `error` when none may."""
-    kept = decisions.rescue(stale, error, now)
+    kept = lookup.rescue(stale, error, now)
     if kept is None or error.stale_reason is None:
         raise error
     served.labels(error.stale_reason).inc()
-    return decisions.stale(kept, now, "stale-if-error", error.upstream_status)
+    return lookup.stale(kept, now, "stale-if-error", error.upstream_status)
 
 
 def passed_on(filled: PassedOn, *, joined: bool, had_stale: bool) -> Answer:
     """Braze's own answer, passed on and never stored (by this fill, a joined one, or a peer's)."""
-    return decisions.forwarded(filled.entry, had_stale=had_stale, stored=False, collapsed=joined or filled.by_peer)
+    return lookup.forwarded(filled.entry, had_stale=had_stale, stored=False, collapsed=joined or filled.by_peer)

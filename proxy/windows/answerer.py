@@ -18,19 +18,16 @@ from datetime import tzinfo
 from typing import Any
 
 from proxy.cache.tiered import TieredCache
-from proxy.core import lookup as decisions
 from proxy.core import series
 from proxy.core.credentials import Credential
 from proxy.core.entry import Entry
-from proxy.core.errors import ProxyError
 from proxy.core.freshness import FreshnessPolicy
-from proxy.core.lookup import Answer, Fill, Revalidate, Serve
-from proxy.core.outcomes import Filled, Found, PassedOn
+from proxy.core.lookup import Answer
+from proxy.core.outcomes import Filled, PassedOn
 from proxy.core.query import Question
 from proxy.core.series import Point
 from proxy.fill.cross_replica import Filler
-from proxy.fill.flights import Flights
-from proxy.fill.refreshes import Refreshes, passed_on, stale_if_error
+from proxy.fill.loop import Kept, Plan, RequestLoop
 from proxy.obs.metrics import Metrics
 from proxy.redis.health import Health
 from proxy.upstream.asker import Asker
@@ -82,8 +79,7 @@ class Windows:
         self._answers = answers
         self._m = metrics
         self._clock = clock
-        self._flights: Flights[Filled[Outcome]] = Flights()
-        self._refreshes = Refreshes(self._flights, metrics.refreshes)
+        self._loop: RequestLoop[Outcome] = RequestLoop(metrics, clock, freshness.revalidate_seconds)
         self._from_store = metrics.series_buckets.labels("store")
         self._fetched = metrics.series_buckets.labels("fetched")
 
@@ -114,31 +110,22 @@ class Windows:
             assembled = await self._answers.get(key, now)
             if assembled is None or not assembled.is_fresh(now):
                 assembled = series.assemble(await self._series.read(skey, fields)) or assembled
-        step = decisions.next_step(assembled, now, self._freshness.revalidate_seconds)
-        if isinstance(step, Serve):
-            self._served_from_store(key, step.entry, len(fields), now)
-            return decisions.hit(step.entry, now, detail="buckets")
-        if isinstance(step, Revalidate):
-            self._refresh(question, credential, skey, fields)
-            self._m.stale_served.labels("revalidate").inc()
-            return decisions.stale(step.entry, now, "stale-while-revalidate")
-        return await self._fill_and_answer(question, credential, key, skey, fields, step)
+        return await self._loop.answer(assembled, self._plan(question, credential, key, skey, fields))
 
-    async def _fill_and_answer(
-        self, question: Question, credential: Credential, key: str, skey: str, fields: list[str], step: Fill
-    ) -> Answer | None:
-        try:
-            filled, joined = await self._flights.run_for(
-                self._flight(question, skey), credential.team, lambda: self._fill(question, credential, skey, fields)
-            )
-        except ProxyError as error:
-            return stale_if_error(step.stale, error, self._clock(), self._m.stale_served)
-        if joined:
-            self._m.coalesced.labels("process").inc()
-        had_stale = step.stale is not None
-        if isinstance(filled, PassedOn):
-            return passed_on(filled, joined=joined, had_stale=had_stale)
-        outcome = filled.value
+    def _plan(
+        self, question: Question, credential: Credential, key: str, skey: str, fields: list[str]
+    ) -> Plan[Outcome]:
+        return Plan(
+            self._flight(question, skey),
+            credential.team,
+            fill=lambda: self._fill(question, credential, skey, fields),
+            finish=lambda outcome: self._finish(outcome, key, skey, fields),
+            detail="buckets",
+            served=lambda entry, now: self._served_from_store(key, entry, len(fields), now),
+        )
+
+    async def _finish(self, outcome: Outcome, key: str, skey: str, fields: list[str]) -> Kept | None:
+        """The window's answer from what a fill brought (kept under the question's key too), or None: exactly."""
         if isinstance(outcome, Exact):
             return None
         points = [outcome.points.get(f) for f in fields]
@@ -147,10 +134,8 @@ class Windows:
         entry = series.assemble(points)
         if entry is None:
             return None
-        now = self._clock()
-        await self._answers.put(key, entry, now)
-        collapsed = joined or isinstance(filled, Found)
-        return decisions.forwarded(entry, had_stale=had_stale, stored=outcome.stored, collapsed=collapsed)
+        await self._answers.put(key, entry, self._clock())
+        return Kept(entry, outcome.stored)
 
     def _fetch(self, question: Question) -> Question:
         """The widest window ending at the question's last bucket (never after the open one): one fetch each."""
@@ -220,15 +205,10 @@ class Windows:
         self._m.calls_avoided.inc()  # under exact-question caching this window would have been its own call
         self._answers.keep_local(key, entry, now)
 
-    def _refresh(self, question: Question, credential: Credential, skey: str, fields: list[str]) -> None:
-        """One background refresh per fetched window (stale-while-revalidate)."""
-        flight = self._flight(question, skey)
-        self._refreshes.start(flight, lambda: self._fill(question, credential, skey, fields))
-
     async def renew(self, question: Question, credential: Credential) -> None:
         """Fetch the question's series again now (refresh ahead). Raises ProxyError."""
         await self._produce(question, credential, series.series_key(question, credential.scope, self._zone_name))
 
     def tasks(self) -> list[asyncio.Future[Any]]:
         """The fills still running (for shutdown)."""
-        return self._refreshes.tasks()
+        return self._loop.tasks()
