@@ -11,13 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from prometheus_client import Counter
+
 from proxy.core import lookup
 from proxy.core.entry import Entry
 from proxy.core.errors import ProxyError
 from proxy.core.lookup import Answer, Revalidate, Serve
 from proxy.core.outcomes import Filled, Found, PassedOn
 from proxy.fill.flights import Flights
-from proxy.fill.refreshes import Refreshes, passed_on, stale_if_error
+from proxy.fill.refreshes import Refreshes
 from proxy.obs.metrics import Metrics
 
 T = TypeVar("T")
@@ -86,3 +88,17 @@ class RequestLoop(Generic[T]):
     def tasks(self) -> list[Any]:
         """The fills and refreshes still running (for shutdown)."""
         return self._refreshes.tasks()
+
+
+def stale_if_error(stale: Entry | None, error: ProxyError, now: float, served: Counter) -> Answer:
+    """The stale answer that stands in for `error` (counted in `served` by reason); raises `error` when none may."""
+    kept = lookup.rescue(stale, error, now)
+    if kept is None or error.stale_reason is None:
+        raise error
+    served.labels(error.stale_reason).inc()
+    return lookup.stale(kept, now, "stale-if-error", error.upstream_status)
+
+
+def passed_on(filled: PassedOn, *, joined: bool, had_stale: bool) -> Answer:
+    """Braze's own answer, passed on and never stored (by this fill, a joined one, or a peer's)."""
+    return lookup.forwarded(filled.entry, had_stale=had_stale, stored=False, collapsed=joined or filled.by_peer)
