@@ -39,9 +39,9 @@ def body(points: list[str]) -> bytes:
 
 def test_a_window_is_its_buckets_oldest_first() -> None:
     starts = series.window(question(3, DAY), UTC_ZONE)
-    assert starts == [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
+    assert list(starts) == [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
     hours = series.window(question(2, DAY, "hour"), UTC_ZONE)
-    assert hours == [DAY - timedelta(hours=1), DAY]
+    assert list(hours) == [DAY - timedelta(hours=1), DAY]
 
 
 def test_a_window_across_a_dst_change_has_a_23_hour_day() -> None:

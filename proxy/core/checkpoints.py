@@ -25,6 +25,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
 
 from proxy.core.timeline import Unit, bucket_start, day_start
 
@@ -43,16 +44,18 @@ class Probe:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A local date of our zone whose first instant must be a boundary of Braze's buckets too."""
+    """A local date of our zone whose first instant must be a boundary of Braze's buckets too. Its name in the
+    verdict table holds the date and the instant (replicas whose tz data put the date's start elsewhere never
+    share a verdict)."""
 
     day: date
     at: datetime  # the date's first instant, UTC
+    name: str
 
-    @property
-    def name(self) -> str:
-        """Its name in the verdict table: the date and the instant (replicas whose tz data put the date's
-        start elsewhere never share a verdict)."""
-        return f"{self.day.isoformat()}@{int(self.at.timestamp())}"
+    @staticmethod
+    def of(day: date, zone: tzinfo) -> Checkpoint:
+        at = day_start(day, zone)
+        return Checkpoint(day, at, f"{day.isoformat()}@{int(at.timestamp())}")
 
 
 def probes(point: Checkpoint, unit: Unit, zone: tzinfo) -> list[Probe]:
@@ -80,19 +83,25 @@ class Plan:
 
     points: tuple[Checkpoint, ...]
     changes: frozenset[date]
+    days: tuple[date, ...] = ()  # the points' days, for bisecting
 
     def around(self, day: date) -> tuple[Checkpoint, Checkpoint]:
         """The checkpoints just before (or at) and just after `day`."""
-        i = bisect_right([p.day for p in self.points], day)
+        i = bisect_right(self.days, day)
         return self.points[i - 1], self.points[i]
 
 
 def plan(days: Iterable[date], zone: tzinfo) -> Plan:
     """The checkpoints that decide every date in `days` (grid points and the dates around offset changes)."""
-    chosen = sorted(set(days))
+    chosen = list(days)
     if not chosen:
         return Plan((), frozenset())
-    first, last = chosen[0], chosen[-1]
+    return plan_span(min(chosen), max(chosen), zone)
+
+
+@lru_cache(maxsize=4096)  # pure, and asked again for every window over the same dates: kept, bounded
+def plan_span(first: date, last: date, zone: tzinfo) -> Plan:
+    """The checkpoints that decide every date from `first` to `last`."""
     low = first
     while not _is_grid(low):
         low -= timedelta(days=1)
@@ -109,13 +118,18 @@ def plan(days: Iterable[date], zone: tzinfo) -> Plan:
             changes.add(day)
             picked.update((day, day + timedelta(days=1)))
         day += timedelta(days=1)
-    points = tuple(Checkpoint(d, day_start(d, zone)) for d in sorted(picked))
-    return Plan(points, frozenset(changes))
+    points = tuple(Checkpoint.of(d, zone) for d in sorted(picked))
+    return Plan(points, frozenset(changes), tuple(p.day for p in points))
 
 
-def local_days(starts: Sequence[datetime], zone: tzinfo) -> list[date]:
+def local_days(starts: Sequence[datetime], zone: tzinfo) -> tuple[date, ...]:
     """The local date of each bucket start."""
-    return [start.astimezone(zone).date() for start in starts]
+    return _local_days(tuple(starts), zone)
+
+
+@lru_cache(maxsize=4096)  # a window's starts are asked again and again: kept, bounded
+def _local_days(starts: tuple[datetime, ...], zone: tzinfo) -> tuple[date, ...]:
+    return tuple(start.astimezone(zone).date() for start in starts)
 
 
 def vouched(
@@ -123,12 +137,18 @@ def vouched(
 ) -> list[bool | None]:
     """For each bucket start: True when the checkpoints around its date hold, False when one of them does not
     (or, for hours, its date changes our offset), None when one of them is not known yet."""
+    decided: dict[date, bool | None] = {}  # an hour window has a few dates for many buckets
     out: list[bool | None] = []
     for day in local_days(starts, zone):
-        if unit == "hour" and day in the_plan.changes:
-            out.append(False)
-            continue
-        low, high = the_plan.around(day)
-        a, b = holds.get(low.name), holds.get(high.name)
-        out.append(False if a is False or b is False else (None if a is None or b is None else True))
+        if day not in decided:
+            decided[day] = _vouched_day(day, unit, the_plan, holds)
+        out.append(decided[day])
     return out
+
+
+def _vouched_day(day: date, unit: Unit, the_plan: Plan, holds: Mapping[str, bool]) -> bool | None:
+    if unit == "hour" and day in the_plan.changes:
+        return False
+    low, high = the_plan.around(day)
+    a, b = holds.get(low.name), holds.get(high.name)
+    return False if a is False or b is False else (None if a is None or b is None else True)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
 from urllib.parse import quote
 
 from proxy.core.entry import Entry
@@ -36,13 +37,18 @@ def series_key(question: Question, scope: str, zone: str) -> str:
     return "{" + key + "}"
 
 
-def window(question: Question, zone: tzinfo) -> list[datetime]:
+def window(question: Question, zone: tzinfo) -> tuple[datetime, ...]:
     """The starts (UTC) of the window's buckets, oldest first."""
-    starts = [question.ending_at]
-    for _ in range(question.length - 1):
-        starts.append(previous_bucket(starts[-1], question.unit, zone))
+    return _window(question.ending_at, question.length, question.unit, zone)
+
+
+@lru_cache(maxsize=4096)  # pure, and the same windows are asked again and again: kept, bounded
+def _window(ending_at: datetime, length: int, unit: Unit, zone: tzinfo) -> tuple[datetime, ...]:
+    starts = [ending_at]
+    for _ in range(length - 1):
+        starts.append(previous_bucket(starts[-1], unit, zone))
     starts.reverse()
-    return starts
+    return tuple(starts)
 
 
 def current_bucket(now: float, unit: Unit, zone: tzinfo) -> datetime:
@@ -53,6 +59,12 @@ def current_bucket(now: float, unit: Unit, zone: tzinfo) -> datetime:
 def field(start: datetime) -> str:
     """A bucket's field in its series: the epoch second it starts at."""
     return str(int(start.timestamp()))
+
+
+@lru_cache(maxsize=4096)
+def fields(starts: tuple[datetime, ...]) -> tuple[str, ...]:
+    """The fields of a window's buckets (a window's starts are asked again and again: kept, bounded)."""
+    return tuple(field(start) for start in starts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ dates were not checked, nor from an answer whose labels did not check out.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import tzinfo
 from typing import Any
@@ -104,7 +104,7 @@ class Windows:
             known = await self.alignment.load(scope, unit, starts)
         if False in known:
             return None
-        fields = [series.field(start) for start in starts]
+        fields = series.fields(starts)
         assembled = None
         if None not in known:  # every date vouched for: what was assembled or kept for it may answer
             assembled = await self._answers.get(key, now)
@@ -113,7 +113,7 @@ class Windows:
         return await self._loop.answer(assembled, self._plan(question, credential, key, skey, fields))
 
     def _plan(
-        self, question: Question, credential: Credential, key: str, skey: str, fields: list[str]
+        self, question: Question, credential: Credential, key: str, skey: str, fields: Sequence[str]
     ) -> Plan[Outcome]:
         return Plan(
             self._flight(question, skey),
@@ -124,7 +124,7 @@ class Windows:
             served=lambda entry, now: self._served_from_store(key, entry, len(fields), now),
         )
 
-    async def _finish(self, outcome: Outcome, key: str, skey: str, fields: list[str]) -> Kept | None:
+    async def _finish(self, outcome: Outcome, key: str, skey: str, fields: Sequence[str]) -> Kept | None:
         """The window's answer from what a fill brought (kept under the question's key too), or None: exactly."""
         if isinstance(outcome, Exact):
             return None
@@ -146,7 +146,9 @@ class Windows:
         fetch = self._fetch(question)
         return f"{skey}:w:{series.field(fetch.ending_at)}:{fetch.length}"
 
-    async def _fill(self, question: Question, credential: Credential, skey: str, fields: list[str]) -> Filled[Outcome]:
+    async def _fill(
+        self, question: Question, credential: Credential, skey: str, fields: Sequence[str]
+    ) -> Filled[Outcome]:
         return await self._filler.fill(
             self._flight(question, skey),
             produce=lambda: self._produce(question, credential, skey),
@@ -154,7 +156,7 @@ class Windows:
             team=credential.team,
         )
 
-    async def _recheck(self, skey: str, fields: list[str]) -> Fetched | None:
+    async def _recheck(self, skey: str, fields: Sequence[str]) -> Fetched | None:
         points = await self._series.read(skey, fields)
         now = self._clock()
         if any(p is None or now >= p.fresh_until for p in points):
@@ -191,7 +193,7 @@ class Windows:
             return Exact()
         if wrong is not None:  # the dates were vouched for, yet the labels disagree: they are not any more
             await self.alignment.contradict(credential.scope, wide.unit, starts[-1], *wrong)
-            await self._series.drop(skey, [series.field(s) for s in starts])
+            await self._series.drop(skey, series.fields(starts))
             return Exact()
         stamped = series.stamp(wide, starts, [raw for _, raw in labelled], now, self._freshness)
         points = {f: p for (f, p), ok in zip(stamped.items(), vouched, strict=True) if ok}

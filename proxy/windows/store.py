@@ -146,7 +146,7 @@ class GuardedSeries:
         self._store = store
         self._health = health
 
-    async def read(self, skey: str, fields: list[str]) -> list[Point | None]:
+    async def read(self, skey: str, fields: Sequence[str]) -> list[Point | None]:
         """The window's points; none at all while the store cannot be read (then the window is fetched)."""
         if not self._health.readable:
             return [None] * len(fields)
@@ -168,7 +168,7 @@ class GuardedSeries:
             return False
         return True
 
-    async def drop(self, skey: str, fields: list[str]) -> None:
+    async def drop(self, skey: str, fields: Sequence[str]) -> None:
         """Forget the buckets whose dates did not check out (best effort: they are not read while they don't)."""
         try:
             await self._store.drop(skey, fields) if fields and self._health.writable else None
