@@ -88,23 +88,34 @@ async def send(bases: list[str], queries: list[str]) -> dict[int, int]:
     return dict(statuses)
 
 
-def calls_through(standin: StandinProcess, bases: list[str], queries: list[str]) -> tuple[int, dict[int, int]]:
+def calls_through(
+    standin: StandinProcess, bases: list[str], queries: list[str], zone: str = "UTC"
+) -> tuple[int, dict[int, int]]:
     standin.reset()
+    standin.config(zone=zone)  # the workspace's zone: Braze cuts its days there
     statuses = asyncio.run(send(bases, queries))
     return int(standin.stats()["calls"]), statuses
 
 
-def proxies(stack: ExitStack, standin: StandinProcess, redis: RedisServer, windows: bool) -> list[str]:
+def proxies(stack: ExitStack, standin: StandinProcess, redis: RedisServer, windows: bool, zone: str) -> list[str]:
     """Two replicas, with windows from buckets or caching exact questions; a budget filling never waits for."""
     flag = "true" if windows else "false"
     return replicas(
-        stack, standin, redis, API_KEY, windows=flag, rate_limit_per_hour="1000000000", rate_limit_burst="1000000"
+        stack,
+        standin,
+        redis,
+        API_KEY,
+        windows=flag,
+        reporting_timezone=zone,
+        rate_limit_per_hour="1000000000",
+        rate_limit_burst="1000000",
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dashboard", description=__doc__)
     parser.add_argument("--series", type=int, default=20, help="distinct series (1..200)")
+    parser.add_argument("--zone", default="UTC", help="the reporting zone of the proxies and of the stand-in")
     args = parser.parse_args(argv)
     if not 1 <= args.series <= 200:
         parser.error("--series 1..200")
@@ -116,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         redis_a = stack.enter_context(RedisServer())
         redis_b = stack.enter_context(RedisServer())
         standin = stack.enter_context(StandinProcess())
-        windows_calls, w_status = calls_through(standin, proxies(stack, standin, redis_a, True), queries)
-        exact_calls, e_status = calls_through(standin, proxies(stack, standin, redis_b, False), queries)
+        zone = args.zone
+        windows_calls, w_status = calls_through(standin, proxies(stack, standin, redis_a, True, zone), queries, zone)
+        exact_calls, e_status = calls_through(standin, proxies(stack, standin, redis_b, False, zone), queries, zone)
         nginx = stack.enter_context(Nginx(free_port(), standin.port, API_KEY, None))
         nginx_calls, n_status = calls_through(standin, [f"http://127.0.0.1:{nginx.port}"], queries)
     bound = lower_bound(asked)
     print(
-        f"dashboard workload: {len(queries)} requests, {distinct} distinct questions over {args.series} series\n"
+        f"dashboard workload: {len(queries)} requests, {distinct} distinct questions over {args.series} series"
+        f" (zone {args.zone})\n"
         f"  lower bound (100-bucket fetches covering every window): {bound}\n"
         f"  windows from buckets, 2 replicas: {windows_calls} upstream calls {w_status}"
         f" ({windows_calls / max(1, exact_calls):.2f} of exact caching)\n"

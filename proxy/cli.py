@@ -22,9 +22,8 @@ from prometheus_client.multiprocess import mark_process_dead
 from pydantic import ValidationError
 
 from proxy import __version__
-from proxy.metrics import MULTIPROC_ENV
-from proxy.reference import shown_default
-from proxy.settings import (
+from proxy.obs.metrics import MULTIPROC_ENV
+from proxy.settings.model import (
     ENV_PREFIX,
     Settings,
     describe_error,
@@ -32,6 +31,7 @@ from proxy.settings import (
     env_file_variables,
     unknown_variables,
 )
+from proxy.settings.shown import shown_default
 
 log = logging.getLogger("braze_proxy")
 
@@ -78,8 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = unknown_variables(env_file_variables() | dict(os.environ))
     if args.check:
         return check(settings, unknown)
-    from proxy.logs import configure
-    from proxy.server import serve
+    from proxy.http.server import serve
+    from proxy.obs.logs import configure
 
     configure(settings.log_level)
     for name in unknown:
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers > 1 and not os.environ.get(WORKER_ENV):
         return supervise(args.workers)
     workers = int(os.environ.get(WORKER_ENV) or 0)
-    return serve(settings, reuse_port=workers > 0, workers=max(1, workers))
+    return serve(settings, dict(os.environ), reuse_port=workers > 0, workers=max(1, workers))
 
 
 def check(settings: Settings, unknown: list[str]) -> int:

@@ -1,55 +1,61 @@
-"""The composition root: every component built from Settings, none of them Optional, opened in order and
-closed in reverse. The only place that knows which implementation goes with which setting.
+"""The composition root: every component built from Settings, opened in order and closed in reverse. The only
+place that knows which implementation goes with which setting. A part a setting turns off is None where it is
+built (windows' alignment without windows, the Redis parts without Redis), and its users are told so by type.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import tzinfo
+from types import MappingProxyType
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from proxy import __version__
-from proxy.accounts import Accounts
-from proxy.alignment import Alignment, SharedVerdicts
-from proxy.asking import Asker
-from proxy.budget import Budget, MemoryBudget, Payer, RedisBudget
-from proxy.cache import MemoryLRU, MemoryStore, Store
-from proxy.coalesce import ClusterLock
-from proxy.credentials import Authenticator
-from proxy.day2 import Day2, admin_token, open_day2
-from proxy.endpoints import SERVED
-from proxy.exports import EXPORTS
-from proxy.fetcher import Fetcher, RetryPolicy
-from proxy.filler import Filler, Polling, Wakeups
-from proxy.freshness import FreshnessPolicy
-from proxy.gate import UpstreamGate
-from proxy.health import STATES, AlwaysUp, Health, RedisHealth, State
-from proxy.metrics import Metrics
-from proxy.probation import Accepted, Probation
-from proxy.query import KeyRules
-from proxy.redis_conn import RedisConnection, open_connection
-from proxy.redis_store import RedisStore
-from proxy.redis_url import parse_redis_url
-from proxy.refusals import Refusals
-from proxy.series_store import MemorySeriesStore, RedisSeriesStore, SeriesStore
-from proxy.service import Service
-from proxy.settings import DEFAULT_WORKSPACE, Settings, Team
-from proxy.spending import Spending
-from proxy.tiered import TieredCache
-from proxy.tokens_file import TokensFile
-from proxy.upstream import UpstreamClient, close_session
-from proxy.wakeups import PubSubWakeups, channel_of
-from proxy.windows import Windows
+from proxy.budget.buckets import Budget, Payer
+from proxy.budget.gate import UpstreamGate
+from proxy.budget.memory import MemoryBudget
+from proxy.budget.payers import Accounts
+from proxy.budget.probation import Accepted, Probation
+from proxy.budget.redis import RedisBudget
+from proxy.budget.spending import Spending
+from proxy.cache.memory import MemoryLRU, MemoryStore
+from proxy.cache.redis import RedisStore
+from proxy.cache.store import Store
+from proxy.cache.tiered import TieredCache
+from proxy.core.credentials import Authenticator
+from proxy.core.endpoints import SERVED
+from proxy.core.exports import EXPORTS
+from proxy.core.freshness import FreshnessPolicy
+from proxy.core.query import KeyRules
+from proxy.day2.tokens_file import TokensFile
+from proxy.day2.wiring import Day2, admin_token, open_day2
+from proxy.driver import Service
+from proxy.fill.cross_replica import Filler, Polling, Wakeups
+from proxy.fill.lock import ClusterLock
+from proxy.fill.wakeups import PubSubWakeups, channel_of
+from proxy.obs.metrics import Metrics
+from proxy.redis.connection import RedisConnection, open_connection
+from proxy.redis.health import STATES, AlwaysUp, Health, RedisHealth, State
+from proxy.redis.url import parse_redis_url
+from proxy.settings.model import DEFAULT_WORKSPACE, Settings, Team
+from proxy.upstream.asker import Asker
+from proxy.upstream.client import UpstreamClient, close_session
+from proxy.upstream.fetcher import Fetcher, RetryPolicy
+from proxy.upstream.refusals import Refusals, SharedRefusals
+from proxy.windows.alignment import Alignment
+from proxy.windows.answerer import Windows
+from proxy.windows.store import MemorySeriesStore, RedisSeriesStore, SeriesStore
+from proxy.windows.verdicts import SharedVerdicts
 
 Clock = Callable[[], float]
+NO_ENVIRON: Mapping[str, str] = MappingProxyType({})  # no variable of the process environment
 Sleep = Callable[[float], Awaitable[None]]
 CLOSE_FILLS_SECONDS = 1.0
 OnCall = Callable[[Payer], None]
@@ -186,7 +192,7 @@ async def open_backing(s: Settings, metrics: Metrics, workers: int, clock: Clock
         shared=RedisBudget(conn, s.redis_key_prefix, wait, s.redis_timeout),
         local=MemoryBudget(s.expected_replicas * workers, wait, clock),
         lock=ClusterLock(conn, s.redis_timeout),
-        refusals=Refusals(clock=clock, conn=conn, prefix=s.redis_key_prefix, timeout=s.redis_timeout, health=health),
+        refusals=Refusals(clock=clock, shared=SharedRefusals(conn, s.redis_key_prefix, s.redis_timeout, health)),
         wakeups=wakeups,
         redis=conn,
         notices=notices,
@@ -264,7 +270,7 @@ def egress_proxy(s: Settings, environ: Mapping[str, str]) -> str | None:
     return found
 
 
-async def open_upstream(s: Settings, stack: AsyncExitStack) -> UpstreamClient:
+async def open_upstream(s: Settings, stack: AsyncExitStack, environ: Mapping[str, str]) -> UpstreamClient:
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=s.upstream_max_connections, ttl_dns_cache=300),
         auto_decompress=True,
@@ -278,7 +284,7 @@ async def open_upstream(s: Settings, stack: AsyncExitStack) -> UpstreamClient:
         connect_timeout=s.upstream_connect_timeout,
         max_body_bytes=s.upstream_max_body_bytes,
         user_agent=f"braze-proxy/{__version__}",
-        proxy=egress_proxy(s, os.environ),
+        proxy=egress_proxy(s, environ),
     )
 
 
@@ -314,15 +320,17 @@ async def open_components(
     workers: int = 1,
     clock: Clock = time.time,
     sleep: Sleep = asyncio.sleep,
+    environ: Mapping[str, str] = NO_ENVIRON,
 ) -> AsyncIterator[Components]:
-    """Build and open everything the request path needs; close it all on exit."""
+    """Build and open everything the request path needs; close it all on exit. `environ`: the process's
+    environment as the CLI read it at start-up (the standard egress-proxy variables)."""
     s = settings
     async with AsyncExitStack() as stack:
         accounts = Accounts.from_settings(s)
         tokens = TokensFile(s.client_tokens_file, metrics, admin_token(s)) if s.client_tokens_file else None
         auth = authenticator(s, tokens.load() if tokens else None)
         record_known_labels(metrics, accounts, auth, s)
-        upstream = await open_upstream(s, stack)
+        upstream = await open_upstream(s, stack, environ)
         b = await open_backing(s, metrics, workers, clock, stack)
         cache = TieredCache(store=b.store, l1=b.l1, health=b.health, metrics=metrics)
         spending = Spending(accounts=accounts, auth=auth, metrics=metrics, clock=clock, redis=b.redis,

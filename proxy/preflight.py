@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.errors import StoreError
-from proxy.redis_conn import build_connection
-from proxy.redis_url import parse_redis_url, redacted
-from proxy.settings import Settings
+from proxy.core.errors import StoreError
+from proxy.redis.connection import build_connection
+from proxy.redis.url import parse_redis_url, redacted
+from proxy.settings.model import Settings
 
 REDIS_CHECK_SECONDS = 5.0  # the longest --check waits for Redis
 # Why a PING failed, by redis-py's error type (never its text: it may name a host a password was pasted into).

@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.metrics import Metrics
-from proxy.settings import Settings
-from proxy.web import COMPONENTS, create_app
+from proxy.http.app import COMPONENTS, create_app
+from proxy.obs.metrics import Metrics
+from proxy.settings.model import Settings
 from tests.braze_standin import StandinServer, StandinState
 from tests.load import metric
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from proxy.metrics import Metrics
+from proxy.obs.metrics import Metrics
 
 # Grafana's built-in interval variables, and what they stand for in a test.
 GRAFANA_INTERVALS = ("__rate_interval", "__interval", "__range", "__range_s")

@@ -95,7 +95,9 @@ async def test_n_requests_then_sigterm_leaves_exactly_n_lines(start_proxy: Proxy
     assert sorted(line["request_id"] for line in lines) == sorted(ids)
     assert {line["cache"] for line in lines} >= {"miss", "hit", "bypass"}
     logs = proxy.logs()
-    assert logs.index('"draining"') < logs.rindex('"braze_proxy.access"') < logs.index('"stopped"')
+    # Every line is out before the process says it stopped (whether the timer or the shutdown wrote the last
+    # batch depends on how long the machine took to send the SIGTERM: not asserted).
+    assert logs.rindex('"braze_proxy.access"') < logs.index('"stopped"')
     assert KEY not in logs
 
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from proxy.access import AccessLog, request_id
-from proxy.batch_writer import BatchWriter
-from proxy.logs import JsonFormatter
+from proxy.http.access_log import AccessLog, request_id
+from proxy.http.batch_writer import BatchWriter
+from proxy.obs.logs import JsonFormatter
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.bucket import BucketParams, BucketState, Decision, block_after_429, fresh_state, observe, reserve
+from proxy.core.bucket import BucketParams, BucketState, Decision, block_after_429, fresh_state, observe, reserve
 
 T0 = 1_700_000_000.0
 EPS = 1e-9

@@ -14,11 +14,13 @@ import pytest_asyncio
 import redis
 from redis.crc import key_slot
 
-from proxy.bucket import BucketParams, Decision
-from proxy.budget import MAX_BUDGETS, Budget, Limit, MemoryBudget, Payer, RedisBudget, bucket_ttl_ms
-from proxy.errors import StoreError
-from proxy.redis_conn import RedisConnection
-from proxy.redis_store import connect
+from proxy.budget.buckets import MAX_BUDGETS, Budget, Limit, Payer, bucket_ttl_ms
+from proxy.budget.memory import MemoryBudget
+from proxy.budget.redis import RedisBudget
+from proxy.cache.redis import connect
+from proxy.core.bucket import BucketParams, Decision
+from proxy.core.errors import StoreError
+from proxy.redis.connection import RedisConnection
 from tests.procs import RedisServer, free_port
 
 PREFIX = "test:"

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from proxy.cache import MemoryLRU, MemoryStore, Store
-from proxy.entry import Entry
-from proxy.errors import StoreError
-from proxy.redis_store import RedisStore, connect, entry_key
+from proxy.cache.memory import MemoryLRU, MemoryStore
+from proxy.cache.redis import RedisStore, connect, entry_key
+from proxy.cache.store import Store
+from proxy.core.entry import Entry
+from proxy.core.errors import StoreError
 from tests.procs import RedisServer, free_port
 
 PREFIX = "test:"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from proxy.cli import main
-from proxy.settings import Settings
+from proxy.settings.model import Settings
 from tests.conftest import require_tool
 from tests.procs import REPO_ROOT, RedisServer, free_port
 from tests.redis_topologies import Node
@@ -238,9 +238,11 @@ def test_a_taken_port_is_one_clear_line(start_proxy) -> None:  # type: ignore[no
 
 
 def test_the_reference_and_example_env_are_generated_from_the_settings_model() -> None:
-    from proxy.reference import example_env, markdown_reference
+    from proxy.devtools.settings_reference import example_env, markdown_reference
 
-    assert (REPO_ROOT / "config" / "example.env").read_text() == example_env(), "run: python -m proxy.reference"
+    assert (REPO_ROOT / "config" / "example.env").read_text() == example_env(), (
+        "run: python -m proxy.devtools.settings_reference"
+    )
     assert (REPO_ROOT / "docs" / "configuration.md").read_text() == markdown_reference()
     for name in Settings.model_fields:
         variable = f"BRAZE_PROXY_{name.upper()}"

@@ -11,10 +11,11 @@ import pytest_asyncio
 import redis
 from redis.crc import key_slot
 
-from proxy.coalesce import MAX_MARKER_SECONDS, ClusterLock, Flights, Marker, decode_marker, encode_marker
-from proxy.errors import StoreError
-from proxy.redis_conn import RedisConnection
-from proxy.redis_store import connect, entry_key
+from proxy.cache.redis import connect, entry_key
+from proxy.core.errors import StoreError
+from proxy.fill.flights import Flights
+from proxy.fill.lock import MAX_MARKER_SECONDS, ClusterLock, Marker, decode_marker, encode_marker
+from proxy.redis.connection import RedisConnection
 from tests.procs import RedisServer, free_port
 
 PREFIX = "test:"

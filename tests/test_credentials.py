@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from proxy.accounts import Accounts
-from proxy.credentials import ANONYMOUS, PASS_THROUGH, Authenticator, parse_client_tokens, scope_of
-from proxy.endpoints import SESSIONS
-from proxy.errors import Unauthorized
-from proxy.settings import Settings, Team
+from proxy.budget.payers import Accounts
+from proxy.core.credentials import ANONYMOUS, PASS_THROUGH, Authenticator, parse_client_tokens, scope_of
+from proxy.core.endpoints import SESSIONS
+from proxy.core.errors import Unauthorized
+from proxy.settings.model import Settings, Team
 
 
 def sha(key: str) -> str:

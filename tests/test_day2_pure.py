@@ -10,25 +10,25 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from proxy.credentials import Credential
-from proxy.endpoints import CAMPAIGNS, SESSIONS
-from proxy.entry import Entry
-from proxy.errors import InvalidRequest
-from proxy.held import describe, purge_request
-from proxy.metrics import Metrics
-from proxy.query import Question
-from proxy.refresh_ahead import RefreshAhead, lead
-from proxy.series import series_key
-from proxy.settings import Settings
-from proxy.shares import share, standing
-from proxy.tokens_file import Malformed, parse_file
-from proxy.warm import due_between, parse_warm_file
+from proxy.core.credentials import Credential
+from proxy.core.day2_files import Malformed, parse_tokens_file, parse_warm_file
+from proxy.core.endpoints import CAMPAIGNS, SESSIONS
+from proxy.core.entry import Entry
+from proxy.core.errors import InvalidRequest
+from proxy.core.query import Question
+from proxy.core.series import series_key
+from proxy.core.shares import share, standing
+from proxy.core.stored_names import describe, purge_request
+from proxy.day2.warm import due_between
+from proxy.fill.refresh_ahead import RefreshAhead, lead
+from proxy.obs.metrics import Metrics
+from proxy.settings.model import Settings
 
 # --- the tokens file -------------------------------------------------------------------------------------------
 
 
 def test_a_tokens_file_has_one_team_a_line_with_comments_and_blank_lines() -> None:
-    teams = parse_file("# the teams\n\nanalytics:tok-1-xxxxxxxxxx\n  growth:tok-2-xxxxxxxxxx:2.5  \n")
+    teams = parse_tokens_file(b"# the teams\n\nanalytics:tok-1-xxxxxxxxxx\n  growth:tok-2-xxxxxxxxxx:2.5  \n")
     assert [(t.name, t.token, t.weight) for t in teams] == [
         ("analytics", "tok-1-xxxxxxxxxx", 1.0),
         ("growth", "tok-2-xxxxxxxxxx", 2.5),
@@ -50,7 +50,7 @@ def test_a_tokens_file_has_one_team_a_line_with_comments_and_blank_lines() -> No
 )
 def test_a_malformed_file_names_the_line_never_the_token(text: str, line: int) -> None:
     with pytest.raises(Malformed) as raised:
-        parse_file(text, forbidden=frozenset(["admin-secret-0123456789"]))
+        parse_tokens_file(text.encode(), forbidden=frozenset(["admin-secret-0123456789"]))
     assert raised.value.line == line
     assert "secret" not in str(raised.value)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.entry import Entry, decode, encode
+from proxy.core.entry import Entry, decode, encode
 
 
 def test_round_trip_keeps_exact_bytes() -> None:

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.endpoints import SERVED
-from proxy.entry import Entry, decode, encode
-from proxy.errors import InvalidRequest
-from proxy.export_query import ExportQuestion, parse_export
-from proxy.exports import EVENTS_GROUP, EXPORTS, GROUP_LIMITS, route_of
-from proxy.freshness import FreshnessPolicy, by_class
-from proxy.links import rewrite
-from proxy.settings import DEFAULT_GROUPS
+from proxy.core.endpoints import SERVED
+from proxy.core.entry import Entry, decode, encode
+from proxy.core.errors import InvalidRequest
+from proxy.core.export_query import ExportQuestion, parse_export
+from proxy.core.exports import EVENTS_GROUP, EXPORTS, GROUP_LIMITS, route_of
+from proxy.core.freshness import FreshnessPolicy, by_class
+from proxy.core.links import rewrite
+from proxy.settings.model import DEFAULT_GROUPS
 
 BY_NAME = {e.name: e for e in EXPORTS}
 CAMPAIGNS = BY_NAME["campaigns_list"]

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import pytest
 
-from proxy.exports import EVENTS_GROUP, EXPORTS, Export
+from proxy.core.exports import EVENTS_GROUP, EXPORTS, Export
 from tests.braze_standin import StandinServer
 from tests.harness import InProcessProxy, proxy_in_process, standin_in_process
 

@@ -10,9 +10,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.bucket import BucketParams, BucketState, reserve
-from proxy.budget import Limit, MemoryBudget, Payer
-from proxy.fairshare import ShareParams, TeamView, decayed, over_share
+from proxy.budget.buckets import Limit, Payer
+from proxy.budget.memory import MemoryBudget
+from proxy.core.bucket import BucketParams, BucketState, reserve
+from proxy.core.fairshare import ShareParams, TeamView, decayed, over_share
 from tests.test_bucket import LuaBucket
 
 T0 = 1_700_000_000.0

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import redis
 
-from proxy.coalesce import LEASE_SECONDS
+from proxy.fill.lock import LEASE_SECONDS
 from tests.conftest import ProxyFactory
 from tests.procs import RedisServer, StandinProcess
 from tests.test_upstream_protection import SETTLED, get, start_replicas

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from proxy.coalesce import ClusterLock
-from proxy.entry import Entry
-from proxy.errors import RelayedError, UpstreamError, UpstreamTimeout
-from proxy.filler import Filler, Found, Made, PassedOn, Polling
-from proxy.health import AlwaysUp
-from proxy.redis_conn import RedisConnection
-from proxy.redis_store import connect
+from proxy.cache.redis import connect
+from proxy.core.entry import Entry
+from proxy.core.errors import RelayedError, UpstreamError, UpstreamTimeout
+from proxy.core.outcomes import Found, Made, PassedOn
+from proxy.fill.cross_replica import Filler, Polling
+from proxy.fill.lock import ClusterLock
+from proxy.redis.connection import RedisConnection
+from proxy.redis.health import AlwaysUp
 from tests.procs import RedisServer
 
 BASE = "test:{v1:s:sessions:3:day:0}"

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from proxy.endpoints import CAMPAIGNS, CANVAS, CANVAS_SUMMARY, KPI_DAU, SENDS, SESSIONS, Endpoint
-from proxy.freshness import FreshnessPolicy, decide
-from proxy.query import Question
+from proxy.core.endpoints import CAMPAIGNS, CANVAS, CANVAS_SUMMARY, KPI_DAU, SENDS, SESSIONS, Endpoint
+from proxy.core.freshness import FreshnessPolicy, decide
+from proxy.core.query import Question
 
 POLICY = FreshnessPolicy(
     zone=UTC,

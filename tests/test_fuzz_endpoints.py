@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from proxy.endpoints import SERVED
+from proxy.core.endpoints import SERVED
 from tests.external_tools import module
 from tests.procs import ProxyProcess, StandinProcess
 from tests.test_fuzz import FUZZ_KEY, Checker, fuzz_settings

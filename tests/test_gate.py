@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.budget import Limit, MemoryBudget, Payer
-from proxy.errors import RateLimited
-from proxy.gate import UpstreamGate
-from proxy.health import AlwaysUp
-from proxy.metrics import Metrics
-from proxy.upstream import RateInfo
+from proxy.budget.buckets import Limit, Payer
+from proxy.budget.gate import UpstreamGate
+from proxy.budget.memory import MemoryBudget
+from proxy.core.errors import RateLimited
+from proxy.core.rate_headers import RateInfo
+from proxy.obs.metrics import Metrics
+from proxy.redis.health import AlwaysUp
 from tests.harness import ManualClock
 
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from proxy.endpoints import SERVED, Endpoint
-from proxy.exports import EXPORTS, Export
+from proxy.core.endpoints import SERVED, Endpoint
+from proxy.core.exports import EXPORTS, Export
 from tests.braze_standin import StandinServer
 from tests.harness import InProcessProxy, Reply, proxy_in_process, standin_in_process
 from tests.test_endpoints import query_of

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from proxy.errors import StoreError
-from proxy.health import State, after_failure, after_probe
-from proxy.redis_store import RedisStore, connect
+from proxy.cache.redis import RedisStore, connect
+from proxy.core.errors import StoreError
+from proxy.redis.health import State, after_failure, after_probe
 from tests.load import wait_for
 from tests.procs import RedisServer
 
@@ -24,7 +24,7 @@ def test_a_refused_write_degrades_writes_and_anything_else_is_down() -> None:
 
 
 async def test_a_busy_process_says_nothing_about_redis() -> None:
-    from proxy.health import RedisHealth
+    from proxy.redis.health import RedisHealth
 
     async def fine() -> None:
         return None
@@ -87,7 +87,7 @@ def fill_up(url: str) -> None:
 
 
 async def test_the_probe_walks_through_the_states_with_hysteresis(own_redis: RedisServer, store: RedisStore) -> None:
-    from proxy.health import RedisHealth
+    from proxy.redis.health import RedisHealth
 
     seen: list[State] = []
     health = RedisHealth(store.ping, store.probe_write, seen.append, reconnect=store.reconnect, interval=0.05)

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 import proxy
-from proxy.settings import ENV_PREFIX, Settings
+from proxy.settings.model import ENV_PREFIX, Settings
 from tests.conftest import ProxyFactory
 from tests.external_tools import binary, module
 from tests.procs import HOST, free_port

@@ -41,9 +41,10 @@ def test_make_run_installs_once_then_only_starts(tmp_path: Path) -> None:
     assert installed.stdout.splitlines() == [f"{tmp_path / 'b' / 'venv'}/bin/braze-proxy"], installed.stdout
 
 
-def test_the_package_lists_its_lua_scripts_so_setuptools_has_nothing_to_warn_about() -> None:
+def test_the_package_finds_its_subpackages_and_lua_scripts_so_setuptools_has_nothing_to_warn_about() -> None:
     text = (REPO_ROOT / "pyproject.toml").read_text()
-    assert 'packages = ["proxy", "proxy.lua"]' in text and '"proxy.lua" = ["*.lua"]' in text
+    assert 'include = ["proxy", "proxy.*"]' in text and "namespaces = true" in text
+    assert '"proxy.lua" = ["*.lua"]' in text
 
 
 def test_the_demo_points_the_proxy_at_the_stand_in_it_started_and_prints_the_real_ports() -> None:

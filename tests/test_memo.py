@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from proxy.credentials import Credential
-from proxy.endpoints import SESSIONS
-from proxy.memo import QuestionMemo, Resolved
-from proxy.query import KeyRules, ParsedQuery, parse_query
+from proxy.core.credentials import Credential
+from proxy.core.endpoints import SESSIONS
+from proxy.core.query import KeyRules, ParsedQuery, parse_query
+from proxy.http.memo import QuestionMemo, Resolved
 
 NOW = datetime(2026, 11, 29, 12, 34, 56, tzinfo=UTC)
 CREDENTIAL = Credential("mabc", "key", "default", "anonymous", "anonymous")

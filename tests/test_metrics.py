@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.metrics import FAMILIES, LATENCY_BUCKETS, Metrics
+from proxy.obs.metrics import FAMILIES, LATENCY_BUCKETS, Metrics
 from tests.load import metric
 
 

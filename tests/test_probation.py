@@ -16,13 +16,10 @@ import redis
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
-from proxy.budget import Limit, MemoryBudget, Payer
-from proxy.credentials import Credential
-from proxy.errors import RateLimited, team_tag
-from proxy.gate import UpstreamGate
-from proxy.health import AlwaysUp
-from proxy.metrics import Metrics
-from proxy.probation import (
+from proxy.budget.buckets import Limit, Payer
+from proxy.budget.gate import UpstreamGate
+from proxy.budget.memory import MemoryBudget
+from proxy.budget.probation import (
     ACCEPTED_SECONDS,
     MAX_ACCEPTED,
     PROBATION_TEAM,
@@ -32,9 +29,13 @@ from proxy.probation import (
     on_probation,
     pool_limit,
 )
-from proxy.redis_conn import RedisConnection
-from proxy.redis_store import connect
-from proxy.settings import Settings, describe_error
+from proxy.cache.redis import connect
+from proxy.core.credentials import Credential
+from proxy.core.errors import RateLimited, team_tag
+from proxy.obs.metrics import Metrics
+from proxy.redis.connection import RedisConnection
+from proxy.redis.health import AlwaysUp
+from proxy.settings.model import Settings, describe_error
 from tests.conftest import ProxyFactory
 from tests.harness import ManualClock
 from tests.load import Outcome, bearer, get, metric, scrape

@@ -1,4 +1,4 @@
-"""proxy.procstats: parsing /proc text (pure), and reading this very process through it."""
+"""proxy.obs.procstats: parsing /proc text (pure), and reading this very process through it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from proxy.procstats import (
+from proxy.obs.procstats import (
     GcCounters,
     ProxyProcesses,
     parse_boot_time,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from proxy.credentials import scope_of
-from proxy.endpoints import CANVAS, CANVAS_SUMMARY, EVENTS, KPI_DAU, SERVED, SESSIONS, Endpoint
-from proxy.errors import InvalidRequest
-from proxy.query import KeyRules, Question, parse_query
+from proxy.core.credentials import scope_of
+from proxy.core.endpoints import CANVAS, CANVAS_SUMMARY, EVENTS, KPI_DAU, SERVED, SESSIONS, Endpoint
+from proxy.core.errors import InvalidRequest
+from proxy.core.query import KeyRules, Question, parse_query
 
 NOW = datetime(2026, 11, 29, 12, 34, 56, tzinfo=UTC)
 RULES = KeyRules(UTC)

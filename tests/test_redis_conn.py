@@ -27,9 +27,9 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from proxy.errors import StoreError
-from proxy.redis_conn import Listener, RedisConnection, open_connection
-from proxy.redis_url import RedisTarget, parse_redis_url, redacted
+from proxy.core.errors import StoreError
+from proxy.redis.connection import Listener, RedisConnection, open_connection
+from proxy.redis.url import RedisTarget, parse_redis_url, redacted
 from tests.conftest import require_tool
 from tests.load import wait_for
 from tests.procs import HOST, free_port

@@ -14,14 +14,14 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy import series
-from proxy.endpoints import SESSIONS
-from proxy.errors import StoreError
-from proxy.query import Question
-from proxy.redis_conn import open_connection
-from proxy.redis_url import parse_redis_url
-from proxy.series import Point
-from proxy.series_store import MemorySeriesStore, RedisSeriesStore
+from proxy.core import series
+from proxy.core.endpoints import SESSIONS
+from proxy.core.errors import StoreError
+from proxy.core.query import Question
+from proxy.core.series import Point
+from proxy.redis.connection import open_connection
+from proxy.redis.url import parse_redis_url
+from proxy.windows.store import MemorySeriesStore, RedisSeriesStore
 from tests.procs import RedisServer
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -39,9 +39,9 @@ def body(points: list[str]) -> bytes:
 
 def test_a_window_is_its_buckets_oldest_first() -> None:
     starts = series.window(question(3, DAY), UTC_ZONE)
-    assert starts == [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
+    assert list(starts) == [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
     hours = series.window(question(2, DAY, "hour"), UTC_ZONE)
-    assert hours == [DAY - timedelta(hours=1), DAY]
+    assert list(hours) == [DAY - timedelta(hours=1), DAY]
 
 
 def test_a_window_across_a_dst_change_has_a_23_hour_day() -> None:

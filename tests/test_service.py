@@ -267,7 +267,7 @@ async def test_stale_while_revalidate_refreshes_once_for_every_replica(trio: Tri
     assert all(r.status == 200 and r.body == first.body for r in stale)
     assert all("detail=stale-while-revalidate" in r.cache_status for r in stale)
     for _ in range(40):  # bounded: the refresh takes the stand-in's 0.2 s
-        if standin.state.calls == 2 and all(p.components.service._flights.tasks() == [] for p in trio):
+        if standin.state.calls == 2 and all(p.components.service.tasks() == [] for p in trio):
             break
         await asyncio.sleep(0.05)
     assert standin.state.calls == 2, "one fill, one background refresh for all replicas"

@@ -22,7 +22,7 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy import timeline
+from proxy.core import timeline
 from tests import braze_standin
 from tests.braze_standin import StandinServer, parse_iso
 from tests.conftest import require_tool

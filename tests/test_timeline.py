@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.timeline import TimeFormatError, bucket_end, bucket_start, format_instant, parse_instant, previous_bucket
+from proxy.core.timeline import (
+    TimeFormatError,
+    bucket_end,
+    bucket_start,
+    format_instant,
+    parse_instant,
+    previous_bucket,
+)
 
 NEW_YORK = ZoneInfo("America/New_York")
 KOLKATA = ZoneInfo("Asia/Kolkata")

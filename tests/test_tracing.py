@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from proxy import tracing
+from proxy.obs import tracing
 from tests.conftest import ProxyFactory
 from tests.procs import ProxyProcess, RedisServer, StandinProcess
 

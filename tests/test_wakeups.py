@@ -11,9 +11,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from proxy.redis_conn import open_connection
-from proxy.redis_url import parse_redis_url
-from proxy.wakeups import PubSubWakeups, channel_of
+from proxy.fill.wakeups import PubSubWakeups, channel_of
+from proxy.redis.connection import open_connection
+from proxy.redis.url import parse_redis_url
 from tests.procs import RedisServer
 
 POLL = 0.5  # a waiter's poll interval: what a wake-up saves

@@ -1,0 +1,1 @@
+"""Generators used at development time: the settings reference and the OpenAPI description."""

@@ -1,0 +1,66 @@
+"""Answers as aiohttp responses, and the one place errors become Braze-style JSON answers (the middleware)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from proxy.core.cache_status import BYPASS, CacheStatus
+from proxy.core.errors import MethodNotAllowed, NotFound, ProxyError
+from proxy.core.lookup import Answer
+from proxy.http.hooks import SERVER
+
+log = logging.getLogger("braze_proxy.web")
+
+JSON_TYPE = "application/json"
+MAX_REQUEST_BODY = 16 * 1024  # the proxied endpoints are GET: any body is refused past this
+INTERNAL = CacheStatus("error", detail="internal")
+
+
+def json_response(status: int, payload: object, cache_status: CacheStatus | None = None) -> web.Response:
+    headers = {"Content-Type": JSON_TYPE, "Server": SERVER}
+    if cache_status is not None:
+        headers["Cache-Status"] = cache_status.render()
+    return web.Response(body=json.dumps(payload, separators=(",", ":")).encode(), status=status, headers=headers)
+
+
+def error_response(error: ProxyError) -> web.Response:
+    headers = {
+        "Content-Type": JSON_TYPE,
+        "Server": SERVER,
+        "Cache-Status": error.cache_status().render(),
+        **error.headers(),
+    }
+    return web.Response(body=error.body(), status=error.status, headers=headers)
+
+
+def answer_response(answer: Answer) -> web.Response:
+    headers = {"Content-Type": answer.content_type, "Server": SERVER, "Cache-Status": answer.cache_status.render()}
+    if answer.age is not None:
+        headers["Age"] = str(answer.age)
+    return web.Response(body=answer.body, status=answer.status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every failure becomes a Braze-style JSON body with a Cache-Status; nothing internal reaches a client."""
+    try:
+        return await handler(request)
+    except ProxyError as error:
+        return error_response(error)
+    except web.HTTPMethodNotAllowed as exc:
+        return error_response(MethodNotAllowed(", ".join(sorted(exc.allowed_methods))))
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return error_response(NotFound())
+        if exc.status >= 400:
+            return json_response(exc.status, {"message": exc.reason}, BYPASS)
+        raise
+    except Exception:
+        log.exception("unexpected error", extra={"path": request.path})
+        return json_response(500, {"message": "Internal error"}, INTERNAL)

@@ -1,0 +1,1 @@
+"""Observability: metric families, per-process stats, JSON logs, tracing."""
