@@ -99,7 +99,7 @@ def plan(days: Iterable[date], zone: tzinfo) -> Plan:
     return plan_span(min(chosen), max(chosen), zone)
 
 
-@lru_cache(maxsize=4096)  # pure, and asked again for every window over the same dates: kept, bounded
+@lru_cache(maxsize=1024)  # pure, and asked again for every window over the same dates: kept, bounded
 def plan_span(first: date, last: date, zone: tzinfo) -> Plan:
     """The checkpoints that decide every date from `first` to `last`."""
     low = first
@@ -127,7 +127,7 @@ def local_days(starts: Sequence[datetime], zone: tzinfo) -> tuple[date, ...]:
     return _local_days(tuple(starts), zone)
 
 
-@lru_cache(maxsize=4096)  # a window's starts are asked again and again: kept, bounded
+@lru_cache(maxsize=256)  # a window's starts are asked again and again: kept, bounded (~5 KB each)
 def _local_days(starts: tuple[datetime, ...], zone: tzinfo) -> tuple[date, ...]:
     return tuple(start.astimezone(zone).date() for start in starts)
 

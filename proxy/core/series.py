@@ -42,7 +42,7 @@ def window(question: Question, zone: tzinfo) -> tuple[datetime, ...]:
     return _window(question.ending_at, question.length, question.unit, zone)
 
 
-@lru_cache(maxsize=4096)  # pure, and the same windows are asked again and again: kept, bounded
+@lru_cache(maxsize=256)  # pure, and the same windows are asked again and again: kept, bounded (~6 KB each)
 def _window(ending_at: datetime, length: int, unit: Unit, zone: tzinfo) -> tuple[datetime, ...]:
     starts = [ending_at]
     for _ in range(length - 1):
@@ -61,7 +61,7 @@ def field(start: datetime) -> str:
     return str(int(start.timestamp()))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)  # ~7 KB a window
 def fields(starts: tuple[datetime, ...]) -> tuple[str, ...]:
     """The fields of a window's buckets (a window's starts are asked again and again: kept, bounded)."""
     return tuple(field(start) for start in starts)
