@@ -221,7 +221,7 @@ def open_windows(
     """Windows answered from buckets (and their label checks), unless turned off."""
     if not s.windows:
         return None, None
-    shared = SharedVerdicts(b.redis, s.redis_key_prefix, s.redis_timeout) if b.redis is not None else None
+    shared = SharedVerdicts(b.redis, s.redis_key_prefix, s.redis_timeout, b.health) if b.redis else None
     alignment = Alignment(asker=asker, zone=zone, metrics=metrics, clock=clock, shared=shared)
     windows = Windows(
         store=series_store(s, b.redis),

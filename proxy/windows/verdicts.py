@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from proxy.core.errors import StoreError
 from proxy.redis.connection import RedisConnection
+from proxy.redis.health import Health
 
 HOLD_SECONDS = 3600.0  # how long a verdict (either way) stands before Braze is asked again
 
@@ -39,30 +40,36 @@ class Verdict:
 
 
 class SharedVerdicts:
-    """The verdicts in Redis: one hash per zone, credential scope and unit, a field per checkpoint (best
-    effort: a Redis failure only means this replica checks for itself)."""
+    """The verdicts in Redis: one hash per zone, credential scope and unit, a field per checkpoint. A Redis failure
+    is Redis health's to know (then nobody waits on it) and only means this replica checks for itself."""
 
-    def __init__(self, conn: RedisConnection, prefix: str, timeout: float) -> None:
+    def __init__(self, conn: RedisConnection, prefix: str, timeout: float, health: Health) -> None:
         self._conn = conn
         self._prefix = prefix
         self._timeout = timeout
+        self._health = health
 
     def _key(self, table: str) -> str:
         return f"{self._prefix}{{align2:{table}}}"
 
     async def read(self, table: str, names: Sequence[str]) -> list[Verdict | None]:
+        if not self._health.readable:
+            return [None] * len(names)
         try:
             async with self._conn.translated(self._timeout):
                 values = await self._conn.client.hmget(self._key(table), list(names))
-        except StoreError:
+        except StoreError as error:
+            self._health.failed(error)
             return [None] * len(names)
         return [Verdict.decode(v) for v in values]
 
     async def write(self, table: str, name: str, verdict: Verdict) -> None:
+        if not self._health.writable:
+            return
         try:
             async with self._conn.translated(self._timeout):
                 key = self._key(table)
                 await self._conn.client.hset(key, name, verdict.encode())
                 await self._conn.client.pexpire(key, int(HOLD_SECONDS * 1000))
-        except StoreError:
-            return
+        except StoreError as error:
+            self._health.failed(error)
