@@ -85,3 +85,15 @@ def test_a_stand_in_port_that_is_taken_stops_the_demo_with_one_clear_line() -> N
         result = make("demo", f"DEMO_PORT={free_port()}", f"DEMO_STANDIN_PORT={held}")
     assert result.returncode != 0
     assert f"the stand-in did not start (is port {held} taken?)" in result.stderr, result.stderr
+
+
+def test_the_pure_tests_run_with_no_network_and_ci_fails_without_unshare(tmp_path: Path) -> None:
+    venv = fake_venv(tmp_path, ".installed", ".deps-installed")
+    planned = make("--dry-run", "test-unit", venv=venv)
+    assert "unshare -n" in planned.stdout and "-m pytest -q tests/unit" in planned.stdout, planned.stdout
+    (tmp_path / "no-tools").mkdir()
+    env = {"PATH": str(tmp_path / "no-tools"), "CI": "true"}  # no unshare on PATH
+    command = [binary("make", "apt-get install -y make"), "--no-print-directory", "test-unit", f"VENV={venv}"]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "make test-unit: unshare -n is not available; CI must run" in result.stderr, result.stderr
