@@ -12,12 +12,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.inprocess import test_windows
 from tests.inprocess.test_windows import windows_proxy
 from tests.support.braze_standin import StandinServer
 from tests.support.harness import ManualClock, proxy_in_process
 from tests.support.procs import RedisServer
 
 KPI = "/kpi/dau/data_series"
+
+# The windows tests' fixtures: the stand-in and the proxy read one moved clock.
+clock = test_windows.clock
+standin_server = test_windows.standin_server
 
 
 async def matches(proxy: Any, standin_server: StandinServer, query: str, path: str = "/sessions/data_series") -> str:

@@ -4,63 +4,17 @@ stand-in's own answer to the exact question."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
-from typing import Any
 
-import aiohttp
-import pytest
-
+from tests.inprocess import test_windows
+from tests.inprocess.test_windows import exact, windows_proxy
 from tests.support.braze_standin import StandinServer
-from tests.support.harness import PATH, ManualClock, proxy_in_process, standin_in_process
+from tests.support.harness import ManualClock
 from tests.support.procs import RedisServer
 
-KEY = "key-a"
-# A fixed "now" (mid-afternoon UTC) so that day buckets in the past are settled and today's is open.
-NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC).timestamp()
-
-
-@pytest.fixture
-async def standin_server() -> AsyncIterator[StandinServer]:
-    async with standin_in_process() as server:
-        server.state.clock = lambda: clock_now[0]
-        yield server
-
-
-clock_now = [NOW]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    clock_now[0] = NOW
-    return SharedClock(NOW)
-
-
-class SharedClock(ManualClock):
-    """The proxy's clock, which the stand-in reads too (so "now" and open buckets agree)."""
-
-    def advance(self, seconds: float) -> None:
-        super().advance(seconds)
-        clock_now[0] = self.now
-
-    async def sleep(self, seconds: float) -> None:
-        await super().sleep(seconds)
-        clock_now[0] = self.now
-
-
-async def exact(standin_server: StandinServer, query: str) -> Any:
-    """The stand-in's own answer to the exact question."""
-    async with aiohttp.ClientSession() as session:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        async with session.get(f"{standin_server.url}{PATH}?{query}", headers=headers) as response:
-            assert response.status == 200, await response.text()
-            return await response.json()
-
-
-def windows_proxy(standin_server: StandinServer, clock: ManualClock, **values: Any) -> Any:
-    values.setdefault("stale_while_revalidate_seconds", 0)
-    return proxy_in_process(standin_server.url, clock, windows=True, **values)
+# The windows tests' fixtures: the stand-in and the proxy read one moved clock.
+clock = test_windows.clock
+standin_server = test_windows.standin_server
 
 
 async def test_a_redis_outage_mid_way_still_answers_right(standin_server: StandinServer, clock: ManualClock) -> None:

@@ -3,10 +3,15 @@ stand-in in process). The other wrong-window scenarios: tests/inprocess/test_win
 
 from __future__ import annotations
 
+from tests.inprocess import test_windows
 from tests.inprocess.test_windows import windows_proxy
 from tests.support.braze_standin import StandinServer
 from tests.support.harness import ManualClock
 from tests.support.procs import RedisServer
+
+# The windows tests' fixtures: the stand-in and the proxy read one moved clock.
+clock = test_windows.clock
+standin_server = test_windows.standin_server
 
 
 async def test_redis_down_repeats_in_any_spelling_and_team_are_hits(
