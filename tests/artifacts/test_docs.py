@@ -63,3 +63,17 @@ def test_readme_is_short_and_its_links_resolve() -> None:
             assert (REPO / target).exists(), f"README links to {target}, which does not exist"
     for stale in ("python:3.11-slim`", "honorLabels: true", "`endpoint`, `cache`"):
         assert stale not in readme, stale
+
+
+def test_every_test_file_the_docs_name_exists() -> None:
+    """Test files move between levels (tests/unit, inprocess, processes, artifacts): a page naming one must
+    follow it. Paths are named from the repository root or, in the development page's tables, from tests/."""
+    pages = [REPO / "README.md", *(REPO / "docs").rglob("*.md")]
+    for page in pages:
+        text = page.read_text()
+        for path in re.findall(r"\btests/[\w/]+\.py\b", text):
+            assert (REPO / path).is_file(), f"{page.relative_to(REPO)} names {path}, which does not exist"
+        for path in re.findall(r"`((?:unit|inprocess|processes|artifacts)/test_\w+\.py)`", text):
+            assert (REPO / "tests" / path).is_file(), (
+                f"{page.relative_to(REPO)} names tests/{path}, which does not exist"
+            )
