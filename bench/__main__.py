@@ -28,7 +28,7 @@ from bench.report import Series
 from bench.servers import REPO_ROOT, Daemon, pin
 from bench.spellings import PATH, run_spellings
 from bench.wrk import run_wrk
-from tests.procs import RedisServer, StandinProcess, free_port
+from tests.support.procs import RedisServer, StandinProcess, free_port
 
 HOST = "127.0.0.1"
 API_KEY = "bench-key"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from bench.servers import replicas
-from tests.procs import RedisServer, StandinProcess
+from tests.support.procs import RedisServer, StandinProcess
 
 PATH = "/sessions/data_series"
 API_KEY = "bench-key"

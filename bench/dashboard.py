@@ -23,7 +23,7 @@ import aiohttp
 
 from bench.nginx import Nginx
 from bench.servers import replicas
-from tests.procs import RedisServer, StandinProcess, free_port
+from tests.support.procs import RedisServer, StandinProcess, free_port
 
 PATH = "/sessions/data_series"
 API_KEY = "bench-key"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Self
 
 from bench.servers import Daemon
-from tests.procs import Managed
+from tests.support.procs import Managed
 
 CONF = """\
 daemon off;

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Self
 
-from tests.procs import Managed, ProxyProcess, RedisServer, StandinProcess
+from tests.support.procs import Managed, ProxyProcess, RedisServer, StandinProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from bench.client import get_all
-from tests.procs import StandinProcess
+from tests.support.procs import StandinProcess
 
 PATH = "/sessions/data_series"
 

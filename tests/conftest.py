@@ -1,24 +1,26 @@
-"""Shared fixtures: one real redis-server and one Braze stand-in process per session, proxies per test.
+"""Fixtures every level may use, and the order the suite runs in.
+
+The suite is split by level, one folder each: `unit/` (pure: no socket, no subprocess, no sleep),
+`inprocess/` (the real app and the real stand-in served in the test's own event loop, a moved clock, the
+session's redis-server), `processes/` (real proxy, redis-server, Sentinel, Cluster, Prometheus processes)
+and `artifacts/` (the chart, alerts, dashboard, docs, Dockerfile, Makefile, code shape). Shared support
+(the stand-in, the harness, process handles) lives in `tests/support/`.
 
 Tests never touch the machine's shared Redis on 6379: the session's redis-server runs on a free port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tests.external_tools import binary
-from tests.procs import ProxyProcess, RedisServer, StandinProcess
-from tests.redis_topologies import ClusterSetup, SentinelSetup
-
-
-def require_tool(name: str) -> str:
-    """The path of `name`; a missing tool fails the test in CI and skips it elsewhere."""
-    return binary(name, "`make test` installs it")
+from tests.support.external_tools import require_tool
+from tests.support.procs import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -47,79 +49,65 @@ def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"redis_url": server.url}
 
 
-@pytest.fixture(scope="module")
-def sentinels() -> Iterator[SentinelSetup]:
-    """A master, a replica and one Sentinel of the module's own (its tests fail the master over)."""
-    require_tool("redis-server")
-    with SentinelSetup(sentinels=1) as setup:
-        yield setup
+# The order files run in. `make test` hands whole files to its workers in this order, so the long files go
+# first and the workers end on short ones together. The seconds each file took in the last whole run are kept in
+# build/test-seconds.json (written by that run, read by the next: nothing to keep by hand): longest first. Files
+# without a figure (a fresh clone, a new file) go by level, the slowest level first, in collection order within.
+LEVELS = ("processes", "inprocess", "artifacts", "unit")
+TESTS = Path(__file__).parent
+SECONDS_FILE = TESTS.parent / "build" / "test-seconds.json"
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterSetup]:
-    """A 3-master Redis Cluster of the module's own (its tests stop and start nodes)."""
-    require_tool("redis-server")
-    require_tool("redis-cli")
-    with ClusterSetup(masters=3) as setup:
-        yield setup
+def level_rank(path: Path) -> int:
+    """The position of a test file's level in LEVELS (files outside them last)."""
+    parts = path.relative_to(TESTS).parts if path.is_relative_to(TESTS) else ()
+    return LEVELS.index(parts[0]) if parts and parts[0] in LEVELS else len(LEVELS)
 
 
-@pytest.fixture(scope="session")
-def standin_process() -> Iterator[StandinProcess]:
-    with StandinProcess() as standin:
-        yield standin
-
-
-@pytest.fixture
-def standin(standin_process: StandinProcess) -> StandinProcess:
-    """The session's stand-in, reset (counters zeroed, faults cleared) for this test."""
-    if not standin_process.running:
-        standin_process.start()
-    standin_process.reset()
-    return standin_process
-
-
-ProxyFactory = Callable[..., ProxyProcess]
-
-
-@pytest.fixture
-def start_proxy(standin: StandinProcess) -> Iterator[ProxyFactory]:
-    """Start proxy processes against the stand-in: `start_proxy(REDIS_URL=..., API_KEY=...)`.
-
-    Keyword names are settings without the BRAZE_PROXY_ prefix; every process is stopped after the test.
-    Windows from buckets are off unless asked (WINDOWS=true): these tests count the exact path's calls
-    (the path Canvas and every fallback take); tests/test_windows*.py cover the default.
-    """
-    started: list[ProxyProcess] = []
-
-    def start(*, args: tuple[str, ...] = (), health_port: int | None = None, **settings: Any) -> ProxyProcess:
-        env = {"BRAZE_PROXY_UPSTREAM_URL": standin.url, "BRAZE_PROXY_LOG_LEVEL": "INFO", "BRAZE_PROXY_WINDOWS": "false"}
-        env.update({f"BRAZE_PROXY_{name.upper()}": str(value) for name, value in settings.items()})
-        proxy = ProxyProcess(env, args=args, health_port=health_port)
-        started.append(proxy)
-        return proxy.start()
-
-    yield start
-    for proxy in started:
-        proxy.close()
-
-
-# The files whose tests take longest (seconds of real load, fuzzing, whole benches), longest first. They are run
-# first, so that `make test`'s workers end on short tests together instead of one of them on a long one.
-LONGEST_FIRST = (
-    "test_bench_smoke.py",
-    "test_fair_budget.py",
-    "test_redis_ha.py",
-    "test_fuzz.py",
-    "test_soak_short.py",
-    "test_fuzz_endpoints.py",
-    "test_prometheus_scrape.py",
-    "test_upstream_protection.py",
-    "test_redis_outage.py",
-    "test_bounded.py",
-)
+def file_seconds() -> dict[str, float]:
+    """The last whole run's seconds per test file (`unit/test_query.py`), or none."""
+    try:
+        known = json.loads(SECONDS_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in known.items()} if isinstance(known, dict) else {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: the rest keep their order
+    seconds = file_seconds()
+
+    def order(item: pytest.Item) -> tuple[float, int]:
+        name = item.path.relative_to(TESTS).as_posix() if item.path.is_relative_to(TESTS) else str(item.path)
+        return -seconds.get(name, 0.0), level_rank(item.path)
+
+    items.sort(key=order)  # stable: collection order within equal keys
+
+
+class FileSeconds:
+    """Sums each file's test durations (setup, call and teardown; xdist workers' reports included)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        name = report.nodeid.split("::", 1)[0].removeprefix("tests/")
+        self.seconds[name] = self.seconds.get(name, 0.0) + report.duration
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        if not self.seconds:
+            return
+        SECONDS_FILE.parent.mkdir(exist_ok=True)
+        ordered = dict(sorted(((name, round(s, 2)) for name, s in self.seconds.items()), key=lambda kv: -kv[1]))
+        SECONDS_FILE.write_text(json.dumps(ordered, indent=1) + "\n")
+
+
+def whole_suite(config: pytest.Config) -> bool:
+    """Whether this run is the whole suite (`make test`): only its figures are kept, so a run of one file or
+    one test cannot make its file look short."""
+    selected = config.option.keyword or config.option.markexpr or config.getoption("lf", False)
+    return config.args_source == pytest.Config.ArgsSource.TESTPATHS and not selected
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and whole_suite(config):  # the controller, or a run without xdist
+        config.pluginmanager.register(FileSeconds(), "braze-proxy-file-seconds")

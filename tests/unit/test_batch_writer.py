@@ -1,0 +1,91 @@
+"""The access log's line: the same JSON `logging` wrote, built without any I/O. The batch writer on real pipes:
+tests/inprocess/test_batch_writer.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from proxy.http.access_log import AccessLog, request_id
+from proxy.http.batch_writer import BatchWriter
+from proxy.obs.logs import JsonFormatter
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    read_end, write_end = os.pipe()
+    yield read_end, write_end
+    for fd in (read_end, write_end):
+        with contextlib.suppress(OSError):  # a test closed it already
+            os.close(fd)
+
+
+def read_all(fd: int, seconds: float = 5) -> bytes:
+    """What the pipe holds now and until its write end closes (`seconds` at most)."""
+    chunks, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.05)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:  # EBADF: closed meanwhile
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Dropped:
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, lines: int) -> None:
+        with self._lock:
+            self.count += lines
+
+
+@pytest.mark.parametrize("team", [None, "reports", 'ops "β" \\ team'])
+@pytest.mark.parametrize(("trace", "upstream"), [(None, None), ("4bf92f3577b34da6a3ce929d0e0e4736", 200)])
+def test_the_line_is_what_logging_wrote(team: str | None, trace: str | None, upstream: int | None) -> None:
+    """Through AccessLog to a real pipe, against logs.JsonFormatter's line for the same fields, byte for byte
+    but for the time (compared to the millisecond: the two read the clock apart)."""
+    rid, traceparent = request_id(None), None if trace is None else f"00-{trace}-00f067aa0ba902b7-01"
+    fields = {"request_id": rid, "trace_id": trace, "team": team, "braze_endpoint": "sessions", "status": 200,
+              "cache": "miss", "upstream_status": upstream, "duration_ms": 13.8}  # fmt: skip
+    read_end, write_end = os.pipe()
+    try:
+        access = AccessLog(enabled=True)
+        access._writer = BatchWriter(write_end, Dropped())  # the same writer as stderr's, on a pipe we read
+        access.enabled = True  # whatever the test run's logging level
+        access.write(rid=rid, traceparent=traceparent, endpoint="sessions", team=team, status=200, cache="miss",
+                     upstream_status=upstream, seconds=0.0138)  # fmt: skip
+        record = logging.getLogger("braze_proxy.access").makeRecord(
+            "braze_proxy.access", logging.INFO, __file__, 1, "request", (), None, extra=fields
+        )
+        access._writer.start()
+        assert access.close(timeout=5)
+        line = read_all(read_end, seconds=0.5).decode()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    expected = JsonFormatter().format(record)
+    assert line.endswith("\n") and line.count("\n") == 1 and line.isascii()
+    got, want = json.loads(line), json.loads(expected)
+    assert abs(parse_time(got.pop("time")) - parse_time(want.pop("time"))) < 0.5
+    assert list(got.items()) == list(want.items())  # the same fields, values and order
+    assert line.split('"level"', 1)[1] == expected.split('"level"', 1)[1] + "\n"  # and the same bytes
+
+
+def parse_time(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
