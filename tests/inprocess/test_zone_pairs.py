@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tests.inprocess.test_window_properties import KEY, exact
 from tests.support.braze_standin import StandinServer, StandinState
 from tests.support.harness import InProcessProxy, ManualClock, proxy_in_process
+from tests.support.procs import RedisServer
 
 ZONES = [
     "UTC",
@@ -139,3 +140,17 @@ def test_any_zone_pair_any_year_any_order_is_the_stand_ins_answer(data: st.DataO
     ours, braze = zones
     asked = data.draw(st.lists(questions(zones), min_size=1, max_size=12))
     asyncio.run(check([ours], braze, asked, None))
+
+
+def test_two_replicas_with_different_zones_on_one_redis(redis_server: RedisServer) -> None:
+    """A rolling restart that changes the zone: replicas on the old and the new zone share one Redis (each
+    example under a key prefix of its own)."""
+
+    @settings(max_examples=max(10, EXAMPLES // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data(), zones=st.tuples(st.sampled_from(ZONES), st.sampled_from(ZONES), st.sampled_from(ZONES)))
+    def run(data: st.DataObject, zones: tuple[str, str, str]) -> None:
+        first, second, braze = zones
+        asked = data.draw(st.lists(questions((first, braze)), min_size=1, max_size=12))
+        asyncio.run(check([first, second], braze, asked, redis_server))
+
+    run()
