@@ -51,6 +51,7 @@ SERIES = [
     ("/segments/data_series", {"segment_id": "s1"}, False, 100),
     ("/campaigns/data_series", {"campaign_id": "c1"}, False, 100),
     ("/sends/data_series", {"campaign_id": "c1", "send_id": "s1"}, False, 100),
+    ("/feed/data_series", {"card_id": "card-1"}, True, 100),
     ("/canvas/data_series", {"canvas_id": "v1"}, False, 14),
     ("/canvas/data_summary", {"canvas_id": "v1"}, False, 14),
 ]
