@@ -43,6 +43,7 @@ async def test_a_request_is_traced_under_the_clients_trace(
     env = {
         "BRAZE_PROXY_UPSTREAM_URL": standin_proc.url,
         "BRAZE_PROXY_REDIS_URL": redis_server.url,
+        "BRAZE_PROXY_REDIS_KEY_PREFIX": "tracing:",  # the budgets other tests on this redis-server drained: not ours
         "BRAZE_PROXY_WINDOWS": "false",
         # The console exporter's spans and the access log's batches share the captured output: a batch written
         # while a span is being printed would cut its JSON (it did, once, on a busy machine).
