@@ -3,52 +3,15 @@ a reader that stops reading costs dropped (and counted) lines, never memory."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import select
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from proxy.http.batch_writer import BatchWriter
+from tests.unit.test_batch_writer import Dropped, pipe, read_all
 
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    read_end, write_end = os.pipe()
-    yield read_end, write_end
-    for fd in (read_end, write_end):
-        with contextlib.suppress(OSError):  # a test closed it already
-            os.close(fd)
-
-
-def read_all(fd: int, seconds: float = 5) -> bytes:
-    """What the pipe holds now and until its write end closes (`seconds` at most)."""
-    chunks, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not select.select([fd], [], [], 0.05)[0]:
-            continue
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except OSError:  # EBADF: closed meanwhile
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class Dropped:
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, lines: int) -> None:
-        with self._lock:
-            self.count += lines
+__all__ = ["pipe"]  # the fixture, shared with the pure tests of the writer
 
 
 def test_lines_arrive_whole_in_order_and_in_few_writes(pipe: tuple[int, int]) -> None:
