@@ -24,6 +24,7 @@ from proxy.http.batch_writer import BatchWriter
 log = logging.getLogger("braze_proxy.access")
 
 REQUEST_ID = istr("X-Request-ID")  # case-insensitive already: no folding on every response
+TRACEPARENT = istr("traceparent")
 _SANE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")  # what a log line and a header can carry safely
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _PREFIX = os.urandom(6).hex()  # per process: ids of two replicas never collide
@@ -79,19 +80,9 @@ class AccessLog:
         """Write the lines still waiting (`timeout` seconds at most); True if none was left behind."""
         return self._writer.close(timeout)
 
-    def write(
-        self,
-        *,
-        rid: str,
-        traceparent: str | None,
-        endpoint: str,
-        team: str | None,
-        status: int,
-        cache: str,
-        upstream_status: int | None,
-        seconds: float,
-    ) -> None:
-        """Queue the line of one request. `rid` comes from `request_id()`, so it needs no JSON escaping.
+    def write(self, rid: str, traceparent: str | None, outcome: Outcome, seconds: float) -> None:
+        """Queue the line of one request: `outcome` is (team, endpoint, status, cache, Braze's status), `seconds`
+        its duration. `rid` comes from `request_id()`, so it needs no JSON escaping.
 
         The line is three pieces made ahead and two values: the head (its time, made once a millisecond),
         the request id, the trace id, the tail (made once per team and outcome) and the duration.
@@ -99,12 +90,12 @@ class AccessLog:
         millisecond = int(time.time() * 1000)
         if millisecond != self._millisecond:
             self._millisecond, self._head = millisecond, self._line_head(millisecond)
-        outcome = (team, endpoint, status, cache, upstream_status)
         tail = self._tails.get(outcome)
         if tail is None:
             tail = self._tail(outcome)
         trace = '","trace_id":null' if traceparent is None else _trace_json(traceparent)
-        self._writer.put(f"{self._head}{rid}{trace}{tail}{round(seconds * 1000, 3)!r}}}")
+        # round(seconds * 1e6) / 1000: the milliseconds to 3 places, as round(ms, 3) has them, for half the time
+        self._writer.put(f"{self._head}{rid}{trace}{tail}{round(seconds * 1e6) / 1000!r}}}")
 
     def _line_head(self, millisecond: int) -> str:
         """The line up to the request id's value, at `millisecond` (Unix time), dated as logs.JsonFormatter does."""

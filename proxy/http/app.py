@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.hdrs import AUTHORIZATION
 
 from proxy.budget.spending import RateHeaders
 from proxy.components import NO_ENVIRON, Clock, Components, Sleep, open_components
@@ -23,9 +24,9 @@ from proxy.core.errors import InvalidRequest, ProxyError
 from proxy.core.lookup import Answer
 from proxy.core.query import LEGACY_KEY_PARAM, check_encoding, parse_query
 from proxy.day2.admin import add_admin_routes
-from proxy.http.access_log import REQUEST_ID, AccessLog, request_id
+from proxy.http.access_log import REQUEST_ID, TRACEPARENT, AccessLog, request_id
 from proxy.http.exports import add_export_routes
-from proxy.http.keys import COMPONENTS, LIFECYCLE, METRICS, SAMPLER, SETTINGS
+from proxy.http.keys import COMPONENTS, HITS, LIFECYCLE, METRICS, SAMPLER, SETTINGS, Hit
 from proxy.http.lifecycle import Lifecycle
 from proxy.http.memo import QuestionMemo, Resolved
 from proxy.http.ops import Sampler, add_ops_routes, create_ops_app, openapi_route
@@ -52,12 +53,13 @@ HitMetrics = tuple[Callable[[], None], Callable[[float], None]]
 class DataSeriesHandler:
     """GET <endpoint.path>: validate, authenticate, ask the service, answer with Cache-Status.
 
-    The hot path (`handle`'s first half) serves a request it has resolved before from the entry this process
-    holds, without parsing, hashing or awaiting; everything else goes through `_answer` and the service.
+    The hot path (`hit`) serves a request it has resolved before from the entry this process holds, without
+    parsing, hashing or awaiting; everything else goes through `_answer` and the service.
     """
 
     def __init__(
         self,
+        app: web.Application,
         endpoint: Endpoint,
         metrics: Metrics,
         lifecycle: Lifecycle,
@@ -65,6 +67,7 @@ class DataSeriesHandler:
         clock: Clock,
         access: AccessLog | None = None,
     ) -> None:
+        self._app = app  # its components are set at start-up; a hit reads them before any route is matched
         self._endpoint = endpoint
         self._access = access or AccessLog(enabled=False)
         self._metrics = metrics
@@ -78,34 +81,58 @@ class DataSeriesHandler:
         self._bound: dict[tuple[str, int], HitMetrics] = {}
         self._teams: dict[str, tuple[BatchedCounter, BatchedCounter]] = {}
 
+    def hit(self, request: web.BaseRequest) -> web.Response | None:
+        """The answer to a request resolved before whose entry this process holds, else None (the long way).
+
+        No parsing, hashing or awaiting; never "in flight", so the inflight gauge is left alone. Needs no route
+        match: the hit dispatch (hooks.py) calls it before aiohttp's router and middlewares.
+        """
+        started = time.perf_counter()
+        if request.body_exists:  # a request with a body goes the long way, which refuses it
+            return None
+        now = self._clock()
+        resolved = self._memo.get(request.rel_url.raw_query_string, request.headers.get(AUTHORIZATION), now)
+        if resolved is None:
+            return None
+        components = self._app[COMPONENTS]
+        entry = components.service.hit(resolved.key, now)
+        if entry is None:
+            return None
+        headers = request.headers
+        rid = request_id(headers.get(REQUEST_ID))
+        c = resolved.credential
+        response = web.Response(
+            body=entry.body,
+            status=entry.status,
+            headers={**resolved.headers(entry, now), **self._share(components, c), REQUEST_ID: rid},
+        )
+        if (ahead := components.day2.ahead) is not None:
+            ahead.seen(resolved.key, resolved.question, c, entry)
+        count, observe = self._bind("hit", entry.status)
+        count()
+        if resolved.team is not None:
+            resolved.team[0].inc()
+            resolved.team[1].inc()
+        seconds = time.perf_counter() - started
+        observe(seconds)
+        if self._access.enabled:
+            self._access.write(rid, headers.get(TRACEPARENT), resolved.hit_outcome(entry.status), seconds)
+        if tracing.enabled():
+            with tracing.request_span(f"GET {self._endpoint.path}", headers) as current:
+                tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})
+        return response
+
     async def handle(self, request: web.Request) -> web.Response:
+        response = self.hit(request)
+        if response is not None:
+            return response
         started = time.perf_counter()
         now = self._clock()
-        components = request.app[COMPONENTS]
+        components = self._app[COMPONENTS]
         rid = request_id(request.headers.get(REQUEST_ID))
         resolved = None
-        if not request.body_exists:  # a request with a body goes the long way, which refuses it
-            resolved = self._memo.get(request.rel_url.raw_query_string, request.headers.get("Authorization"), now)
-            if resolved is not None:
-                entry = components.service.hit(resolved.key, now)
-                if entry is not None:  # never awaited, so never "in flight": the inflight gauge is left alone
-                    c = resolved.credential
-                    headers = {**resolved.headers(entry, now), **self._share(components, c), REQUEST_ID: rid}
-                    if (ahead := components.day2.ahead) is not None:
-                        ahead.seen(resolved.key, resolved.question, c, entry)
-                    response = web.Response(body=entry.body, status=entry.status, headers=headers)
-                    count, observe = self._bind("hit", entry.status)
-                    count()
-                    if resolved.team is not None:
-                        resolved.team[0].inc()
-                        resolved.team[1].inc()
-                    observe(time.perf_counter() - started)
-                    if self._access.enabled:
-                        self._log(request, rid, resolved, entry.status, "hit", None, started)
-                    if tracing.enabled():
-                        with tracing.request_span(f"GET {self._endpoint.path}", request.headers) as current:
-                            tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})
-                    return response
+        if not request.body_exists:
+            resolved = self._memo.get(request.rel_url.raw_query_string, request.headers.get(AUTHORIZATION), now)
         self._inflight.inc()
         task = asyncio.current_task()
         if task is not None:
@@ -165,16 +192,9 @@ class DataSeriesHandler:
         fwd_status: int | None,
         started: float,
     ) -> None:
-        self._access.write(
-            rid=rid,
-            traceparent=request.headers.get("traceparent"),
-            endpoint=self._endpoint.name,
-            team=resolved.credential.team_label if resolved is not None else None,
-            status=status,
-            cache=cache,
-            upstream_status=fwd_status,
-            seconds=time.perf_counter() - started,
-        )
+        team = resolved.credential.team_label if resolved is not None else None
+        outcome = (team, self._endpoint.name, status, cache, fwd_status)
+        self._access.write(rid, request.headers.get(TRACEPARENT), outcome, time.perf_counter() - started)
 
     async def _answer(self, request: web.Request, components: Components, asked: list[Resolved], now: float) -> Answer:
         """The answer; `asked` gets the request's resolution as soon as it is known (for the team counters)."""
@@ -254,9 +274,12 @@ def create_app(
     app.cleanup_ctx.append(components)
     if tracing.configure(environ):
         app.on_cleanup.append(lambda _: asyncio.to_thread(tracing.shutdown))
+    hits: dict[str, Hit] = {}
     for endpoint in SERVED:
-        handler = DataSeriesHandler(endpoint, metrics, lifecycle, settings.max_query_bytes, clock, access)
+        handler = DataSeriesHandler(app, endpoint, metrics, lifecycle, settings.max_query_bytes, clock, access)
         app.router.add_get(endpoint.path, handler.handle)  # HEAD too: the same answer without its body
+        hits[endpoint.path] = handler.hit
+    app[HITS] = hits  # served first by the runner's dispatch (hooks.py)
     app.router.add_get("/openapi.json", openapi_route())
     if settings.metrics_port is None:
         add_ops_routes(app)

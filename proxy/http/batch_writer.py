@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 MAX_LINES = 20_000  # a line is 250-450 bytes: at most about 9 MB waits
 INTERVAL_SECONDS = 0.25
-WAKE_AT = 2_048  # lines: the writer wakes early under load, so a burst never reaches MAX_LINES by itself
+WAKE_AT = 128  # lines: the writer wakes early under load: few lines wait (a bounded, cache-warm working set)
 CHUNK_BYTES = select.PIPE_BUF  # one write(2) of at most this many bytes is atomic on a pipe
 WAIT_WRITABLE_SECONDS = 0.1  # a non-blocking fd that is full: how long one wait for room lasts
 

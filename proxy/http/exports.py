@@ -24,7 +24,7 @@ from proxy.core.exports import EXPORTS, Export, route_of
 from proxy.core.links import rewrite
 from proxy.core.lookup import Answer
 from proxy.core.query import LEGACY_KEY_PARAM, check_encoding
-from proxy.http.access_log import REQUEST_ID, AccessLog, request_id
+from proxy.http.access_log import REQUEST_ID, TRACEPARENT, AccessLog, request_id
 from proxy.http.keys import COMPONENTS
 from proxy.http.lifecycle import Lifecycle
 from proxy.http.responses import INTERNAL, MAX_REQUEST_BODY, answer_response, error_response, json_response
@@ -77,16 +77,8 @@ class Outcome:
         self._metrics.request_duration.labels(seen.name, seen.cache).observe(seconds)
         response.headers[REQUEST_ID] = rid
         if self._access.enabled:
-            self._access.write(
-                rid=rid,
-                traceparent=request.headers.get("traceparent"),
-                endpoint=seen.name,
-                team=seen.team,
-                status=response.status,
-                cache=seen.cache,
-                upstream_status=seen.fwd_status,
-                seconds=seconds,
-            )
+            outcome = (seen.team, seen.name, response.status, seen.cache, seen.fwd_status)
+            self._access.write(rid, request.headers.get(TRACEPARENT), outcome, seconds)
 
 
 class ExportHandler:

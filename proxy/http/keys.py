@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -19,3 +20,6 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", Settings)
 SAMPLER: web.AppKey[Sampler] = web.AppKey("sampler")
+# A GET's path -> its hit path (DataSeriesHandler.hit): served before aiohttp's router (hooks.HitDispatch).
+Hit = Callable[[web.BaseRequest], web.Response | None]
+HITS: web.AppKey[dict[str, Hit]] = web.AppKey("hits")

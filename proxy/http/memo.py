@@ -20,6 +20,7 @@ from proxy.core.cache_status import CacheStatus
 from proxy.core.credentials import Credential
 from proxy.core.entry import Entry
 from proxy.core.query import Question
+from proxy.http.access_log import Outcome
 from proxy.http.hooks import SERVER
 from proxy.obs.metrics import BatchedCounter
 
@@ -39,6 +40,8 @@ class Resolved:
     rendered: tuple[Entry, int, int, dict[str, str]] | None = field(default=None, compare=False)
     # The team's batched (requests, hits) counters, bound once by the web shell.
     team: tuple[BatchedCounter, BatchedCounter] | None = field(default=None, compare=False)
+    # The access log's outcome of the last hit: (team, endpoint, status, "hit", None), made once.
+    outcome: Outcome | None = field(default=None, compare=False)
 
     def headers(self, entry: Entry, now: float) -> dict[str, str]:
         """The headers of a hit on `entry` at `now`: the last ones again while entry, ttl and age are the same."""
@@ -54,6 +57,13 @@ class Resolved:
         }
         self.rendered = (entry, ttl, age, headers)
         return headers
+
+    def hit_outcome(self, status: int) -> Outcome:
+        """What the access log says of a hit answered with `status`: the same tuple again, hashed fast."""
+        outcome = self.outcome
+        if outcome is None or outcome[2] != status:
+            outcome = self.outcome = (self.credential.team_label, self.question.endpoint.name, status, "hit", None)
+        return outcome
 
 
 class QuestionMemo:

@@ -57,3 +57,21 @@ async def test_now_moves_to_the_next_bucket_when_the_hour_ends(standin_server: S
         assert "fwd=miss" in after.cache_status
         assert before.json()["data"][1]["time"] == after.json()["data"][0]["time"]
         assert standin_server.state.calls == 2
+
+
+async def test_the_hit_dispatch_and_the_router_answer_a_hit_alike(standin_server: StandinServer) -> None:
+    """A GET hit is answered before aiohttp's router (hooks.HitDispatch); a HEAD goes through the router to the
+    same handler: the same headers, both counted as hits."""
+    async with proxy_in_process(standin_server.url, api_key="k", allow_anonymous=True) as proxy:
+        await proxy.get(QUERY)
+        dispatched = await proxy.get(QUERY)
+        async with proxy.client.head(f"/sessions/data_series?{QUERY}", headers={"Authorization": "Bearer key-a"}) as r:
+            routed = dict(r.headers)
+        assert dispatched.cache_status.startswith("braze-proxy; hit;")
+        ignored = {"Date", "X-Request-ID"}
+        assert {k: v for k, v in dispatched.headers.items() if k not in ignored} == {
+            k: v for k, v in routed.items() if k not in ignored
+        }
+        assert "X-RateLimit-Limit" in routed and routed["Content-Length"] == str(len(dispatched.body))
+        assert await proxy.metric("braze_proxy_requests_total", braze_endpoint="sessions", cache="hit") == 2
+        assert standin_server.state.calls == 1

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.http.app import COMPONENTS, create_app
+from proxy.http.hooks import ProxyRunner
 from proxy.obs.metrics import Metrics
 from proxy.settings.model import Settings
 from tests.support.braze_standin import StandinServer, StandinState
@@ -114,6 +115,13 @@ def settings(upstream: str, **values: Any) -> Settings:
     return Settings(_env_file=None, upstream_url=upstream, **values)  # type: ignore[call-arg]
 
 
+class ProxyTestServer(TestServer):
+    """aiohttp's test server on the runner the proxy serves with (hooks.ProxyRunner: the hit dispatch first)."""
+
+    async def _make_runner(self, **kwargs: Any) -> ProxyRunner:
+        return ProxyRunner(self.app, **kwargs)
+
+
 @asynccontextmanager
 async def proxy_in_process(
     upstream: str, clock: ManualClock | None = None, workers: int = 1, **values: Any
@@ -122,7 +130,7 @@ async def proxy_in_process(
     clock = clock or ManualClock()
     metrics = Metrics()
     app = create_app(settings(upstream, **values), metrics, workers=workers, clock=clock, sleep=clock.sleep)
-    client = TestClient(TestServer(app))
+    client = TestClient(ProxyTestServer(app))
     await client.start_server()
     try:
         yield InProcessProxy(client, metrics, clock)

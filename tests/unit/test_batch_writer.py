@@ -68,8 +68,7 @@ def test_the_line_is_what_logging_wrote(team: str | None, trace: str | None, ups
         access = AccessLog(enabled=True)
         access._writer = BatchWriter(write_end, Dropped())  # the same writer as stderr's, on a pipe we read
         access.enabled = True  # whatever the test run's logging level
-        access.write(rid=rid, traceparent=traceparent, endpoint="sessions", team=team, status=200, cache="miss",
-                     upstream_status=upstream, seconds=0.0138)  # fmt: skip
+        access.write(rid, traceparent, (team, "sessions", 200, "miss", upstream), 0.0138)
         record = logging.getLogger("braze_proxy.access").makeRecord(
             "braze_proxy.access", logging.INFO, __file__, 1, "request", (), None, extra=fields
         )
