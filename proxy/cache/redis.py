@@ -6,6 +6,7 @@ redis-py's exceptions stop at RedisConnection.translated: callers only ever see 
 from __future__ import annotations
 
 from proxy.core.entry import Entry, decode, encode
+from proxy.redis.batched_gets import BatchedGets
 from proxy.redis.connection import RedisConnection, build_connection
 from proxy.redis.url import parse_redis_url
 
@@ -33,11 +34,11 @@ class RedisStore:
         self.conn = conn
         self.prefix = prefix
         self.timeout = timeout
+        self._gets = BatchedGets(conn, timeout)
 
     async def get(self, key: str) -> Entry | None:
-        async with self.conn.translated(self.timeout):
-            data = await self.conn.client.get(entry_key(self.prefix, key))
-        return decode(data) if isinstance(data, bytes) else None
+        data = await self._gets.get(entry_key(self.prefix, key))  # with the other GETs of this turn
+        return decode(data) if data is not None else None
 
     async def set(self, key: str, entry: Entry, now: float) -> bool:
         keep_ms = int((entry.stale_until - now) * 1000)

@@ -26,7 +26,7 @@ from proxy.core.query import LEGACY_KEY_PARAM, check_encoding, parse_query
 from proxy.day2.admin import add_admin_routes
 from proxy.http.access_log import REQUEST_ID, TRACEPARENT, AccessLog, request_id
 from proxy.http.exports import add_export_routes
-from proxy.http.keys import COMPONENTS, HITS, LIFECYCLE, METRICS, SAMPLER, SETTINGS, Hit
+from proxy.http.keys import COMPONENTS, LIFECYCLE, METRICS, SAMPLER, SERIES, SETTINGS, Handler
 from proxy.http.lifecycle import Lifecycle
 from proxy.http.memo import QuestionMemo, Resolved
 from proxy.http.ops import Sampler, add_ops_routes, create_ops_app, openapi_route
@@ -84,8 +84,7 @@ class DataSeriesHandler:
     def hit(self, request: web.BaseRequest) -> web.Response | None:
         """The answer to a request resolved before whose entry this process holds, else None (the long way).
 
-        No parsing, hashing or awaiting; never "in flight", so the inflight gauge is left alone. Needs no route
-        match: the hit dispatch (hooks.py) calls it before aiohttp's router and middlewares.
+        No parsing, hashing or awaiting; never "in flight", so the inflight gauge is left alone.
         """
         started = time.perf_counter()
         if request.body_exists:  # a request with a body goes the long way, which refuses it
@@ -122,7 +121,9 @@ class DataSeriesHandler:
                 tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})
         return response
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.Response:
+        """The answer, always (errors included: a JSON body). Needs no route match nor middleware: a GET comes
+        straight from the series dispatch (hooks.py)."""
         response = self.hit(request)
         if response is not None:
             return response
@@ -184,7 +185,7 @@ class DataSeriesHandler:
 
     def _log(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         rid: str,
         resolved: Resolved | None,
         status: int,
@@ -196,7 +197,9 @@ class DataSeriesHandler:
         outcome = (team, self._endpoint.name, status, cache, fwd_status)
         self._access.write(rid, request.headers.get(TRACEPARENT), outcome, time.perf_counter() - started)
 
-    async def _answer(self, request: web.Request, components: Components, asked: list[Resolved], now: float) -> Answer:
+    async def _answer(
+        self, request: web.BaseRequest, components: Components, asked: list[Resolved], now: float
+    ) -> Answer:
         """The answer; `asked` gets the request's resolution as soon as it is known (for the team counters)."""
         if asked:  # validated and authenticated before; only the cache missed
             resolved = asked[0]
@@ -274,12 +277,12 @@ def create_app(
     app.cleanup_ctx.append(components)
     if tracing.configure(environ):
         app.on_cleanup.append(lambda _: asyncio.to_thread(tracing.shutdown))
-    hits: dict[str, Hit] = {}
+    series: dict[str, Handler] = {}
     for endpoint in SERVED:
         handler = DataSeriesHandler(app, endpoint, metrics, lifecycle, settings.max_query_bytes, clock, access)
         app.router.add_get(endpoint.path, handler.handle)  # HEAD too: the same answer without its body
-        hits[endpoint.path] = handler.hit
-    app[HITS] = hits  # served first by the runner's dispatch (hooks.py)
+        series[endpoint.path] = handler.handle
+    app[SERIES] = series  # a GET goes straight here (hooks.SeriesDispatch): no route match, no middleware
     app.router.add_get("/openapi.json", openapi_route())
     if settings.metrics_port is None:
         add_ops_routes(app)

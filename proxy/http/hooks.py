@@ -5,8 +5,8 @@ the offending request line, which may hold the sender's credential. `ProxyRunner
 answer those with a Braze-style JSON body that echoes nothing.
 
 Nor has it one for serving a request before its router and middleware chain, which cost as much as a whole
-cache hit: `ProxyRunner` hands each request to `HitDispatch` first, which answers a GET on a series path whose
-answer the process holds (DataSeriesHandler.hit) and passes everything else to the app as before.
+cache hit: `ProxyRunner` hands each request to `SeriesDispatch` first, which sends a GET on a series path
+straight to its handler (DataSeriesHandler.handle) and everything else to the app as before.
 
 If an aiohttp release moves the hooks this relies on, importing this module (or starting the runner) fails
 loudly instead of silently bringing the echo back (the version is also bounded in pyproject.toml).
@@ -15,14 +15,11 @@ loudly instead of silently bringing the echo back (the version is also bounded i
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from aiohttp import web, web_protocol
 
-from proxy.http.keys import HITS, Hit
-
-log = logging.getLogger("braze_proxy.web")
+from proxy.http.keys import SERIES, Handler
 
 PARSE_ERROR = "Bad request: the HTTP request could not be parsed (a line too long, too many headers, a forbidden byte)"
 SERVER = "braze-proxy"  # the Server header: no Python or aiohttp version for a scanner to read
@@ -67,31 +64,25 @@ class JsonErrorServer(web.Server):
         return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
-class HitDispatch:
-    """A connection's first stop: a GET whose path has a hit path (the app's HITS) and whose answer that path
-    holds is answered there; everything else, and a hit path that fails, goes to the app's router."""
+class SeriesDispatch:
+    """A connection's first stop: a GET on a series path goes straight to its handler (the app's SERIES), which
+    turns every failure into a JSON answer itself; everything else goes to the app's router and middlewares."""
 
-    def __init__(self, hits: Mapping[str, Hit], app: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]):
-        self._hits = dict(hits)
+    def __init__(self, routes: Mapping[str, Handler], app: Handler) -> None:
+        self._routes = dict(routes)
         self._app = app
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method == "GET":
-            hit = self._hits.get(request.rel_url.raw_path)  # the raw path: an encoded one goes the long way
-            if hit is not None:
-                try:
-                    response = hit(request)
-                except Exception:  # a bug: the long way answers (and reports) it
-                    log.exception("the hit path failed; answering the long way")
-                    response = None
-                if response is not None:
-                    return response
+            handle = self._routes.get(request.rel_url.raw_path)  # the raw path: an encoded one takes the router
+            if handle is not None:
+                return await handle(request)
         return await self._app(request)
 
 
 class ProxyRunner(web.AppRunner):
     """An AppRunner whose connections answer parse errors with JSON (see JsonErrorRequestHandler) and hand
-    each request to the hit dispatch first (see HitDispatch)."""
+    each request to the series dispatch first (see SeriesDispatch)."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -100,7 +91,7 @@ class ProxyRunner(web.AppRunner):
         if not callable(getattr(server, "request_handler", None)):  # pragma: no cover
             raise RuntimeError("aiohttp's Server no longer has request_handler: proxy.http.hooks needs updating")
         server.__class__ = JsonErrorServer  # the same server; only how it makes connection handlers differs
-        hits = self.app.get(HITS)
-        if hits:
-            server.request_handler = HitDispatch(hits, server.request_handler)
+        routes = self.app.get(SERIES)
+        if routes:
+            server.request_handler = SeriesDispatch(routes, server.request_handler)
         return server

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -20,6 +20,6 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", Settings)
 SAMPLER: web.AppKey[Sampler] = web.AppKey("sampler")
-# A GET's path -> its hit path (DataSeriesHandler.hit): served before aiohttp's router (hooks.HitDispatch).
-Hit = Callable[[web.BaseRequest], web.Response | None]
-HITS: web.AppKey[dict[str, Hit]] = web.AppKey("hits")
+# A series path -> its handler, for a GET: served before aiohttp's router and middlewares (hooks.SeriesDispatch).
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+SERIES: web.AppKey[dict[str, Handler]] = web.AppKey("series")

@@ -30,6 +30,7 @@ from proxy.windows.verdicts import HOLD_SECONDS, SharedVerdicts, Verdict
 
 log = logging.getLogger("braze_proxy.windows")
 MAX_VERDICTS = 20_000
+MAX_STANDING = 256  # windows whose `standing` is remembered: at most 100 starts each (~6 KB), shared with series.window
 
 
 class Alignment:
@@ -51,6 +52,9 @@ class Alignment:
         self._verdicts: OrderedDict[tuple[str, str], Verdict] = OrderedDict()  # (table, checkpoint name)
         self._probes: Flights[Verdict | PassedOn] = Flights()
         self._odd: OrderedDict[str, float] = OrderedDict()  # series key -> until when it is answered exactly
+        self._kept = 0  # verdicts kept so far: a remembered `standing` is good while no new one came
+        # (scope, unit, starts) -> (verdicts kept then, until when, what `standing` said)
+        self._standing: dict[tuple[str, str, tuple[datetime, ...]], tuple[int, float, tuple[bool | None, ...]]] = {}
 
     def odd(self, skey: str, now: float) -> bool:
         """Whether this series' answers were not a plain series of the buckets asked (answered exactly)."""
@@ -72,18 +76,36 @@ class Alignment:
         return f"{self._zone_name}:{scope}:{unit}"
 
     def _holds(self, table: str, the_plan: Plan, now: float) -> dict[str, bool]:
+        return self._holds_until(table, the_plan, now)[0]
+
+    def _holds_until(self, table: str, the_plan: Plan, now: float) -> tuple[dict[str, bool], float]:
+        """The standing verdicts on the plan's checkpoints, and when the first of them ends."""
         holds: dict[str, bool] = {}
+        until = float("inf")
         for point in the_plan.points:
             found = self._verdicts.get((table, point.name))
             if found is not None and now < found.until:
                 holds[point.name] = found.holds
-        return holds
+                until = min(until, found.until)
+        return holds, until
 
-    def standing(self, scope: str, unit: Unit, starts: Sequence[datetime], now: float) -> list[bool | None]:
-        """What this process knows of each bucket (True: vouched for, False: not, None: not known). No I/O."""
+    def standing(self, scope: str, unit: Unit, starts: Sequence[datetime], now: float) -> Sequence[bool | None]:
+        """What this process knows of each bucket (True: vouched for, False: not, None: not known). No I/O.
+
+        Asked on every window answered from the store, so it is remembered until a verdict is kept (any) or one
+        of those it read ends: the same verdicts, the same answer.
+        """
+        key = (scope, unit, tuple(starts))
+        remembered = self._standing.get(key)
+        if remembered is not None and remembered[0] == self._kept and now < remembered[1]:
+            return remembered[2]
         the_plan = checkpoints.plan(checkpoints.local_days(starts, self._zone), self._zone)
-        holds = self._holds(self._table(scope, unit), the_plan, now)
-        return checkpoints.vouched(starts, unit, self._zone, the_plan, holds)
+        holds, until = self._holds_until(self._table(scope, unit), the_plan, now)
+        known = tuple(checkpoints.vouched(starts, unit, self._zone, the_plan, holds))
+        if len(self._standing) >= MAX_STANDING:
+            self._standing.clear()
+        self._standing[key] = (self._kept, until, known)
+        return known
 
     async def load(self, scope: str, unit: Unit, starts: Sequence[datetime]) -> list[bool | None]:
         """As `standing`, after reading the other replicas' verdicts for the checkpoints not known here."""
@@ -199,6 +221,7 @@ class Alignment:
                 },
             )
         self._verdicts[key] = verdict
+        self._kept += 1
         self._verdicts.move_to_end(key)
         while len(self._verdicts) > MAX_VERDICTS:
             self._verdicts.popitem(last=False)

@@ -143,8 +143,8 @@ class Windows:
 
     def _flight(self, question: Question, skey: str) -> str:
         """One fill per series and fetched window: every question that window holds is answered by it."""
-        fetch = self._fetch(question)
-        return f"{skey}:w:{series.field(fetch.ending_at)}:{fetch.length}"
+        length = question.endpoint.max_length if self._widen else question.length  # _fetch's, without a copy
+        return f"{skey}:w:{series.field(question.ending_at)}:{length}"
 
     async def _fill(
         self, question: Question, credential: Credential, skey: str, fields: Sequence[str]

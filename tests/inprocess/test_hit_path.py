@@ -59,9 +59,9 @@ async def test_now_moves_to_the_next_bucket_when_the_hour_ends(standin_server: S
         assert standin_server.state.calls == 2
 
 
-async def test_the_hit_dispatch_and_the_router_answer_a_hit_alike(standin_server: StandinServer) -> None:
-    """A GET hit is answered before aiohttp's router (hooks.HitDispatch); a HEAD goes through the router to the
-    same handler: the same headers, both counted as hits."""
+async def test_the_series_dispatch_and_the_router_answer_a_hit_alike(standin_server: StandinServer) -> None:
+    """A GET is handed to its handler before aiohttp's router (hooks.SeriesDispatch); a HEAD goes through the
+    router and the middlewares to the same handler: the same headers, both counted as hits."""
     async with proxy_in_process(standin_server.url, api_key="k", allow_anonymous=True) as proxy:
         await proxy.get(QUERY)
         dispatched = await proxy.get(QUERY)
