@@ -33,6 +33,28 @@ MAX_VERDICTS = 20_000
 MAX_STANDING = 256  # windows whose `standing` is remembered: at most 100 starts each (~6 KB), shared with series.window
 
 
+Known = tuple[bool | None, ...]
+WindowKey = tuple[str, str, tuple[datetime, ...]]  # (scope, unit, the window's starts)
+
+
+class RememberedStanding:
+    """What `Alignment.standing` said per window, good while no verdict was kept since (their count is the
+    same) and none of those it read has ended. Bounded: emptied when full."""
+
+    def __init__(self, max_windows: int = MAX_STANDING) -> None:
+        self._said: dict[WindowKey, tuple[int, float, Known]] = {}
+        self._max = max_windows
+
+    def get(self, key: WindowKey, kept: int, now: float) -> Known | None:
+        said = self._said.get(key)
+        return said[2] if said is not None and said[0] == kept and now < said[1] else None
+
+    def put(self, key: WindowKey, kept: int, until: float, known: Known) -> None:
+        if len(self._said) >= self._max:
+            self._said.clear()
+        self._said[key] = (kept, until, known)
+
+
 class Alignment:
     def __init__(
         self,
@@ -53,8 +75,7 @@ class Alignment:
         self._probes: Flights[Verdict | PassedOn] = Flights()
         self._odd: OrderedDict[str, float] = OrderedDict()  # series key -> until when it is answered exactly
         self._kept = 0  # verdicts kept so far: a remembered `standing` is good while no new one came
-        # (scope, unit, starts) -> (verdicts kept then, until when, what `standing` said)
-        self._standing: dict[tuple[str, str, tuple[datetime, ...]], tuple[int, float, tuple[bool | None, ...]]] = {}
+        self._standing = RememberedStanding()
 
     def odd(self, skey: str, now: float) -> bool:
         """Whether this series' answers were not a plain series of the buckets asked (answered exactly)."""
@@ -75,9 +96,6 @@ class Alignment:
     def _table(self, scope: str, unit: str) -> str:
         return f"{self._zone_name}:{scope}:{unit}"
 
-    def _holds(self, table: str, the_plan: Plan, now: float) -> dict[str, bool]:
-        return self._holds_until(table, the_plan, now)[0]
-
     def _holds_until(self, table: str, the_plan: Plan, now: float) -> tuple[dict[str, bool], float]:
         """The standing verdicts on the plan's checkpoints, and when the first of them ends."""
         holds: dict[str, bool] = {}
@@ -91,20 +109,14 @@ class Alignment:
 
     def standing(self, scope: str, unit: Unit, starts: Sequence[datetime], now: float) -> Sequence[bool | None]:
         """What this process knows of each bucket (True: vouched for, False: not, None: not known). No I/O.
-
-        Asked on every window answered from the store, so it is remembered until a verdict is kept (any) or one
-        of those it read ends: the same verdicts, the same answer.
-        """
+        Asked for every window answered from the store: remembered while its verdicts stand (RememberedStanding)."""
         key = (scope, unit, tuple(starts))
-        remembered = self._standing.get(key)
-        if remembered is not None and remembered[0] == self._kept and now < remembered[1]:
-            return remembered[2]
-        the_plan = checkpoints.plan(checkpoints.local_days(starts, self._zone), self._zone)
-        holds, until = self._holds_until(self._table(scope, unit), the_plan, now)
-        known = tuple(checkpoints.vouched(starts, unit, self._zone, the_plan, holds))
-        if len(self._standing) >= MAX_STANDING:
-            self._standing.clear()
-        self._standing[key] = (self._kept, until, known)
+        known = self._standing.get(key, self._kept, now)
+        if known is None:
+            the_plan = checkpoints.plan(checkpoints.local_days(starts, self._zone), self._zone)
+            holds, until = self._holds_until(self._table(scope, unit), the_plan, now)
+            known = tuple(checkpoints.vouched(starts, unit, self._zone, the_plan, holds))
+            self._standing.put(key, self._kept, until, known)
         return known
 
     async def load(self, scope: str, unit: Unit, starts: Sequence[datetime]) -> list[bool | None]:
@@ -113,7 +125,7 @@ class Alignment:
         the_plan = checkpoints.plan(checkpoints.local_days(starts, self._zone), self._zone)
         table = self._table(scope, unit)
         await self._read_shared(table, the_plan, now)
-        return checkpoints.vouched(starts, unit, self._zone, the_plan, self._holds(table, the_plan, now))
+        return checkpoints.vouched(starts, unit, self._zone, the_plan, self._holds_until(table, the_plan, now)[0])
 
     async def vouches(self, question: Question, scope: str) -> bool:
         """Whether the buckets a question of another shape (Canvas) starts and ends in are known to be Braze's
@@ -139,7 +151,7 @@ class Alignment:
         the_plan = checkpoints.plan(checkpoints.local_days(starts, self._zone), self._zone)
         table = self._table(credential.scope, unit)
         await self._read_shared(table, the_plan, now)
-        holds = self._holds(table, the_plan, now)
+        holds = self._holds_until(table, the_plan, now)[0]
         for point in the_plan.points:
             if point.name in holds:
                 continue
