@@ -27,11 +27,12 @@ class TieredCache:
         self._local = l1 if l1 is not None else (store.lru if isinstance(store, MemoryStore) else None)
         local_name = "l1" if l1 is not None else store.name
         self._local_hit = metrics.batched_counter(ops.labels(local_name, "get", "hit"))  # hot path: batched
-        self._l1_miss = ops.labels("l1", "get", "miss")
+        # A window's first answer in this replica reads the store on every request: its counts are batched too.
+        self._l1_miss = metrics.batched_counter(ops.labels("l1", "get", "miss"))
         name = store.name
-        self._get = {result: ops.labels(name, "get", result) for result in ("hit", "miss", "error")}
+        self._get = {r: metrics.batched_counter(ops.labels(name, "get", r)) for r in ("hit", "miss", "error")}
         self._set = {result: ops.labels(name, "set", result) for result in ("ok", "error", "skipped")}
-        self._get_time = metrics.cache_op_duration.labels(name, "get")
+        self._get_time = metrics.batched_histogram(metrics.cache_op_duration.labels(name, "get"))
         self._set_time = metrics.cache_op_duration.labels(name, "set")
 
     @property

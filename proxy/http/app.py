@@ -76,7 +76,7 @@ class DataSeriesHandler:
         self._clock = clock
         self._memo = QuestionMemo()
         self._rates: RateHeaders | None = None  # the teams' X-RateLimit-* headers for this endpoint (spending.py)
-        self._inflight = metrics.inflight
+        self._inflight = metrics.in_flight
         # Label children bound once per (cache, code), batched: no label lookup and no lock on the hot path.
         self._bound: dict[tuple[str, int], HitMetrics] = {}
         self._teams: dict[str, tuple[BatchedCounter, BatchedCounter]] = {}

@@ -69,7 +69,7 @@ class Outcome:
     def __init__(self, metrics: Metrics, access: AccessLog) -> None:
         self._metrics = metrics
         self._access = access
-        self.inflight = metrics.inflight
+        self.inflight = metrics.in_flight
 
     def record(self, request: web.Request, rid: str, response: web.StreamResponse, seen: Seen) -> None:
         seconds = time.perf_counter() - seen.started

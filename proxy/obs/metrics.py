@@ -199,8 +199,30 @@ class BatchedCounter:
         self._child = child
         self.pending = 0
 
+    def inc(self, amount: int = 1) -> None:
+        self.pending += amount
+
+    def flush(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, 0
+            self._child.inc(pending)
+
+
+class BatchedGauge:
+    """A gauge for the hot path: `inc()`/`dec()` move a plain int; `flush()` hands the change to Prometheus, so a
+    scrape (which flushes first) reads the exact value."""
+
+    __slots__ = ("_child", "pending")
+
+    def __init__(self, child: Gauge) -> None:
+        self._child = child
+        self.pending = 0
+
     def inc(self) -> None:
         self.pending += 1
+
+    def dec(self) -> None:
+        self.pending -= 1
 
     def flush(self) -> None:
         if self.pending:
@@ -283,15 +305,17 @@ class Metrics:
     team_share_remaining: Gauge
     tokens_file_malformed: Gauge
     tokens_file_reloads: Counter
+    in_flight: BatchedGauge
 
     def __init__(self, registry: CollectorRegistry | None = None, multiprocess_dir: str | None = None) -> None:
         """`multiprocess_dir`: where the workers of `--workers N` keep their metrics (None: one process)."""
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._multiprocess_dir = multiprocess_dir
-        self._batched: list[BatchedCounter | BatchedHistogram] = []
+        self._batched: list[BatchedCounter | BatchedGauge | BatchedHistogram] = []
         for family in FAMILIES:
             setattr(self, family.attr, family.build(self.registry))
         self.build_info.labels(__version__).set(1)
+        self.in_flight = self.batched_gauge(self.inflight)  # moved twice by every request that awaits: batched
         # With --workers, exposition() adds every process's own (procstats.py), and GC counts are counters here.
         self._gc = GcCounters(self.registry) if multiprocess_dir else None
         if self._gc is None:
@@ -309,6 +333,12 @@ class Metrics:
     def batched_counter(self, child: Counter) -> BatchedCounter:
         """A hot-path view of `child` (a labelled counter), folded in by `flush()`."""
         batched = BatchedCounter(child)
+        self._batched.append(batched)
+        return batched
+
+    def batched_gauge(self, child: Gauge) -> BatchedGauge:
+        """A hot-path view of `child` (a gauge moved by inc/dec), folded in by `flush()`."""
+        batched = BatchedGauge(child)
         self._batched.append(batched)
         return batched
 

@@ -80,7 +80,8 @@ class Windows:
         self._m = metrics
         self._clock = clock
         self._loop: RequestLoop[Outcome] = RequestLoop(metrics, clock, freshness.revalidate_seconds)
-        self._from_store = metrics.series_buckets.labels("store")
+        self._from_store = metrics.batched_counter(metrics.series_buckets.labels("store"))  # per answer: batched
+        self._avoided = metrics.batched_counter(metrics.calls_avoided)
         self._fetched = metrics.series_buckets.labels("fetched")
 
     @property
@@ -204,7 +205,7 @@ class Windows:
 
     def _served_from_store(self, key: str, entry: Entry, buckets: int, now: float) -> None:
         self._from_store.inc(buckets)
-        self._m.calls_avoided.inc()  # under exact-question caching this window would have been its own call
+        self._avoided.inc()  # under exact-question caching this window would have been its own call
         self._answers.keep_local(key, entry, now)
 
     async def renew(self, question: Question, credential: Credential) -> None:
