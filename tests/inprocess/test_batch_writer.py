@@ -1,12 +1,16 @@
-"""The access log's line and its batch writer, on real pipes: the same JSON `logging` wrote, whole lines, and
-a reader that stops reading costs dropped (and counted) lines, never memory."""
+"""The access log's batch writer on real pipes, files and sockets: whole lines in order, written by the event
+loop where it can never block it (else by a thread), and a reader that stops reading costs dropped (and counted)
+lines, never memory nor a blocked loop."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import threading
 import time
+from pathlib import Path
 
 from proxy.http.batch_writer import BatchWriter
 from tests.unit.test_batch_writer import Dropped, pipe, read_all
@@ -19,6 +23,7 @@ def test_lines_arrive_whole_in_order_and_in_few_writes(pipe: tuple[int, int]) ->
     dropped = Dropped()
     writer = BatchWriter(write_end, dropped, interval=0.05)
     writer.start()
+    assert not writer.by_loop  # no event loop here: a thread writes
     sent = [json.dumps({"n": i, "pad": "x" * (i % 300)}) for i in range(5_000)]
     for line in sent:
         writer.put(line)
@@ -71,3 +76,94 @@ def test_a_closed_reader_costs_counted_lines_not_an_error(pipe: tuple[int, int])
         writer.put(f'{{"n":{i}}}')
     assert writer.close(timeout=5)
     assert dropped.count == 500
+
+
+async def test_in_an_event_loop_a_pipe_is_written_by_the_loop_through_a_non_blocking_fd_of_its_own(
+    pipe: tuple[int, int],
+) -> None:
+    read_end, write_end = pipe
+    dropped = Dropped()
+    writer = BatchWriter(write_end, dropped, interval=0.01)
+    writer.start()
+    assert writer.by_loop
+    assert os.get_blocking(write_end)  # the shared fd (stderr, for the others) stays blocking
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(read_all(read_end)))
+    reader.start()
+    sent = [json.dumps({"n": i, "pad": "x" * (i % 300)}) for i in range(3_000)]
+    for i, line in enumerate(sent):
+        writer.put(line)
+        if i % 500 == 0:
+            await asyncio.sleep(0.02)  # the loop's timer writes what waits
+    assert writer.close(timeout=5)
+    os.close(write_end)  # with the writer's own fd closed by close(): the reader sees the end
+    reader.join(6)
+    assert received[0].decode().splitlines() == sent
+    assert dropped.count == 0
+
+
+async def test_a_blocked_reader_never_blocks_the_loop_and_costs_counted_lines(pipe: tuple[int, int]) -> None:
+    read_end, write_end = pipe
+    dropped = Dropped()
+    writer = BatchWriter(write_end, dropped, max_lines=1_000, interval=0.01, wake_at=100)
+    writer.start()
+    assert writer.by_loop
+    total, most_waiting = 30_000, 0
+    started = time.monotonic()
+    for i in range(total):
+        writer.put(f'{{"n":{i},"pad":"{"x" * 200}"}}')  # far more than a pipe holds, and nobody reads
+        most_waiting = max(most_waiting, writer.waiting)
+        if i % 1000 == 0:
+            await asyncio.sleep(0.002)
+    assert time.monotonic() - started < 5
+    assert most_waiting <= 1_000
+    assert dropped.count > total // 2
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(read_all(read_end)))
+    reader.start()
+    assert writer.close(timeout=5)
+    os.close(write_end)
+    reader.join(6)
+    lines = received[0].decode().splitlines()
+    assert all(json.loads(line)["pad"] for line in lines)  # whole lines only
+    assert len(lines) + dropped.count == total
+    assert [json.loads(line)["n"] for line in lines] == sorted(json.loads(line)["n"] for line in lines)
+
+
+async def test_a_regular_file_is_written_by_the_loop_on_the_same_fd(tmp_path: Path) -> None:
+    path = tmp_path / "stderr.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        writer = BatchWriter(fd, Dropped(), interval=0.01)
+        writer.start()
+        assert writer.by_loop
+        sent = [f'{{"n":{i}}}' for i in range(1_000)]
+        for line in sent:
+            writer.put(line)
+        await asyncio.sleep(0.05)
+        assert writer.close(timeout=5)
+        os.write(fd, b"after\n")  # the fd is still the caller's
+    finally:
+        os.close(fd)
+    assert path.read_text().splitlines() == [*sent, "after"]
+
+
+async def test_a_socket_is_written_by_a_thread() -> None:
+    """No non-blocking reopening of a socket through /proc: a thread writes, the loop never blocks on it."""
+    ours, theirs = socket.socketpair()
+    try:
+        writer = BatchWriter(ours.fileno(), Dropped(), interval=0.01)
+        writer.start()
+        assert not writer.by_loop
+        for i in range(100):
+            writer.put(f'{{"n":{i}}}')
+        assert writer.close(timeout=5)
+        ours.shutdown(socket.SHUT_WR)
+        received = b""
+        theirs.settimeout(5)
+        while chunk := theirs.recv(65536):
+            received += chunk
+        assert received.decode().splitlines() == [f'{{"n":{i}}}' for i in range(100)]
+    finally:
+        ours.close()
+        theirs.close()
