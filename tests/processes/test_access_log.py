@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from typing import Any
 
 import aiohttp
 
-from tests.support.procs import ProxyFactory, ProxyProcess
+from tests.support.procs import ProxyFactory, ProxyProcess, StandinProcess, free_port
 
 KEY = "5f2c9a3e-7777-4a6b-9c1d-cccccccccccc"
 LEGACY = "5f2c9a3e-8888-4a6b-9c1d-dddddddddddd"
@@ -101,3 +106,58 @@ async def test_n_requests_then_sigterm_leaves_exactly_n_lines(start_proxy: Proxy
 
 
 N_REQUESTS = 400
+
+
+async def test_on_a_pipe_n_requests_then_sigterm_leave_exactly_n_lines(standin_proc: StandinProcess) -> None:
+    """As under a container runtime, stderr is a pipe (the event loop writes to a non-blocking reopening of it):
+    N requests, SIGTERM, N lines, every one whole."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BRAZE_PROXY_UPSTREAM_URL": standin_proc.url,
+        "BRAZE_PROXY_LOG_LEVEL": "INFO",
+        "BRAZE_PROXY_WINDOWS": "false",
+        "BRAZE_PROXY_HOST": "127.0.0.1",
+        "BRAZE_PROXY_PORT": str(port),
+    }
+    # Started once, before any request; its output is read by a thread.
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "proxy"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    read: list[bytes] = []
+    reader = threading.Thread(target=lambda: read.append(proc.stdout.read() if proc.stdout else b""), daemon=True)
+    reader.start()
+    try:
+        url = f"http://127.0.0.1:{port}/sessions/data_series"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):  # up within 10 s
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as reply:
+                        if reply.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+
+            async def one(i: int) -> None:
+                query = f"length={1 + i % 30}&ending_at=2018-06-28"
+                async with session.get(f"{url}?{query}", headers={"Authorization": f"Bearer {KEY}"}) as reply:
+                    await reply.read()
+                    assert reply.status == 200
+
+            for start in range(0, N_REQUESTS, 50):
+                await asyncio.gather(*(one(i) for i in range(start, start + 50)))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    reader.join(10)
+    proc.stdout.close()
+    output = read[0].decode()
+    lines = [json.loads(line) for line in output.splitlines() if '"braze_proxy.access"' in line]
+    assert len(lines) == N_REQUESTS
+    assert {line["cache"] for line in lines} >= {"miss", "hit"}
+    assert output.rindex('"braze_proxy.access"') < output.index('"stopped"')
