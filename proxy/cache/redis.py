@@ -35,10 +35,18 @@ class RedisStore:
         self.prefix = prefix
         self.timeout = timeout
         self._gets = BatchedGets(conn, timeout)
+        self._last: tuple[bytes, Entry | None] | None = None  # the last value read and its entry (immutable)
 
     async def get(self, key: str) -> Entry | None:
         data = await self._gets.get(entry_key(self.prefix, key))  # with the other GETs of this turn
-        return decode(data) if data is not None else None
+        if data is None:
+            return None
+        last = self._last
+        if last is not None and last[0] is data:  # the same GET's value: the waiters of one batch decode it once
+            return last[1]
+        entry = decode(data)
+        self._last = (data, entry)
+        return entry
 
     async def set(self, key: str, entry: Entry, now: float) -> bool:
         keep_ms = int((entry.stale_until - now) * 1000)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from proxy.core.entry import Entry
 from proxy.core.freshness import FreshnessPolicy, decide
 from proxy.core.query import Question
-from proxy.core.timeline import Unit, bucket_start, previous_bucket
+from proxy.core.timeline import Unit, bucket_end, bucket_start, previous_bucket
 
 SERIES_VERSION = "s2"
 MAX_BUCKETS = 1000  # per series: the buckets fetched longest ago are dropped first
@@ -51,9 +51,22 @@ def _window(ending_at: datetime, length: int, unit: Unit, zone: tzinfo) -> tuple
     return tuple(starts)
 
 
+_OPEN: dict[tuple[Unit, tzinfo], tuple[float, float, datetime]] = {}  # (unit, zone) -> (start, end, start)
+MAX_OPEN = 64  # (unit, zone) pairs remembered: a process has one zone and two units
+
+
 def current_bucket(now: float, unit: Unit, zone: tzinfo) -> datetime:
-    """The start of the bucket that holds `now` (the open one: nothing after it is ever fetched or stored)."""
-    return bucket_start(datetime.fromtimestamp(now, UTC), unit, zone)
+    """The start of the bucket that holds `now` (the open one: nothing after it is ever fetched or stored).
+    Asked for every window answered: the open bucket is remembered with its bounds (any `now` inside them has
+    the same answer)."""
+    held = _OPEN.get((unit, zone))
+    if held is not None and held[0] <= now < held[1]:
+        return held[2]
+    start = bucket_start(datetime.fromtimestamp(now, UTC), unit, zone)
+    if len(_OPEN) >= MAX_OPEN:
+        _OPEN.clear()
+    _OPEN[(unit, zone)] = (start.timestamp(), bucket_end(start, unit, zone).timestamp(), start)
+    return start
 
 
 def field(start: datetime) -> str:

@@ -69,6 +69,7 @@ class DataSeriesHandler:
     ) -> None:
         self._app = app  # its components are set at start-up; a hit reads them before any route is matched
         self._endpoint = endpoint
+        self._span = f"GET {endpoint.path}"  # the trace span's name, made once
         self._access = access or AccessLog(enabled=False)
         self._metrics = metrics
         self._lifecycle = lifecycle
@@ -117,7 +118,7 @@ class DataSeriesHandler:
         if self._access.enabled:
             self._access.write(rid, headers.get(TRACEPARENT), resolved.hit_outcome(entry.status), seconds)
         if tracing.enabled():
-            with tracing.request_span(f"GET {self._endpoint.path}", headers) as current:
+            with tracing.request_span(self._span, headers) as current:
                 tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})
         return response
 
@@ -140,7 +141,7 @@ class DataSeriesHandler:
             self._lifecycle.handling.add(task)
         asked: list[Resolved] = [resolved] if resolved is not None else []
         fwd_status: int | None = None
-        traced = tracing.request_span(f"GET {self._endpoint.path}", request.headers)
+        traced = tracing.request_span(self._span, request.headers)
         current = traced.__enter__()
         try:
             answer = await self._answer(request, components, asked, now)

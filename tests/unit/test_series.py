@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.core import series
+from proxy.core import series, timeline
 from proxy.core.endpoints import SESSIONS
 from proxy.core.query import Question
 from proxy.core.series import Point
@@ -196,3 +196,17 @@ async def test_the_memory_stores_cap_bounds_the_memory_python_really_holds() -> 
         tracemalloc.stop()
     assert store.evictions > 0 and store.bytes <= cap
     assert held <= 1.15 * cap, f"{held:,} bytes held under a {cap:,}-byte cap"
+
+
+@given(
+    st.lists(st.floats(min_value=1_700_000_000, max_value=1_800_000_000), min_size=1, max_size=30),
+    st.sampled_from(["UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]),
+    st.sampled_from(["day", "hour"]),
+)
+def test_the_remembered_open_bucket_is_the_one_computed(nows: list[float], zone_name: str, unit: str) -> None:
+    """current_bucket remembers the open bucket with its bounds: in any order of instants, across offset
+    changes, it says what bucket_start says."""
+    zone = ZoneInfo(zone_name)
+    for now in [*nows, *(n + 1 for n in nows), *sorted(nows)]:
+        expected = timeline.bucket_start(datetime.fromtimestamp(now, UTC), unit, zone)  # type: ignore[arg-type]
+        assert series.current_bucket(now, unit, zone) == expected  # type: ignore[arg-type]
