@@ -116,7 +116,7 @@ def settings(upstream: str, **values: Any) -> Settings:
 
 
 class ProxyTestServer(TestServer):
-    """aiohttp's test server on the runner the proxy serves with (hooks.ProxyRunner: the hit dispatch first)."""
+    """aiohttp's test server on the runner the proxy serves with (hooks.ProxyRunner: the series dispatch first)."""
 
     async def _make_runner(self, **kwargs: Any) -> ProxyRunner:
         return ProxyRunner(self.app, **kwargs)
