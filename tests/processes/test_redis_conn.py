@@ -28,6 +28,7 @@ from redis.exceptions import (
 )
 
 from proxy.core.errors import StoreError
+from proxy.redis.batched_gets import BatchedGets
 from proxy.redis.connection import Listener, RedisConnection, open_connection
 from proxy.redis.url import parse_redis_url
 from tests.support.external_tools import require_tool
@@ -452,6 +453,14 @@ async def test_sentinel_with_a_password_on_every_process() -> None:
             await conn.close()
 
 
+async def test_batched_gets_through_sentinel(on_sentinel: RedisConnection) -> None:
+    async with on_sentinel.translated(TIMEOUT):
+        await on_sentinel.client.mset({f"{{s}}:g{i}": str(i) for i in range(20)})
+    gets = BatchedGets(on_sentinel, TIMEOUT)
+    values = await asyncio.gather(*(gets.get(f"{{s}}:g{i % 25}") for i in range(50)))
+    assert values == [None if i % 25 >= 20 else str(i % 25).encode() for i in range(50)]
+
+
 # --- Cluster --------------------------------------------------------------------------------------------------
 
 
@@ -557,3 +566,15 @@ async def test_cluster_ping_checks_every_shard_and_a_cluster_down_at_start_up_is
         await late.close()
     await on_cluster.reconnect()
     await on_cluster.ping()
+
+
+async def test_batched_gets_across_every_node_of_a_cluster(on_cluster: RedisConnection, cluster: ClusterSetup) -> None:
+    """One turn's GETs to keys owned by every node: one pipeline, each answer its own key's."""
+    tags = list(tags_per_node(cluster).values())
+    async with on_cluster.translated(TIMEOUT):
+        for i, tag in enumerate(tags):
+            await on_cluster.client.set(f"{tag}:g", f"v{i}")
+    gets = BatchedGets(on_cluster, TIMEOUT)
+    names = [f"{tags[i % len(tags)]}:g" for i in range(30)] + [f"{tags[0]}:absent"]
+    values = await asyncio.gather(*(gets.get(name) for name in names))
+    assert values == [f"v{i % len(tags)}".encode() for i in range(30)] + [None]
