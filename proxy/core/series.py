@@ -51,21 +51,23 @@ def _window(ending_at: datetime, length: int, unit: Unit, zone: tzinfo) -> tuple
     return tuple(starts)
 
 
-_OPEN: dict[tuple[Unit, tzinfo], tuple[float, float, datetime]] = {}  # (unit, zone) -> (start, end, start)
+_OPEN: dict[tuple[Unit, tzinfo], tuple[datetime, datetime]] = {}  # (unit, zone) -> the open bucket's bounds
 MAX_OPEN = 64  # (unit, zone) pairs remembered: a process has one zone and two units
 
 
 def current_bucket(now: float, unit: Unit, zone: tzinfo) -> datetime:
     """The start of the bucket that holds `now` (the open one: nothing after it is ever fetched or stored).
-    Asked for every window answered: the open bucket is remembered with its bounds (any `now` inside them has
-    the same answer)."""
+    Asked for every window answered: the open bucket is remembered with its bounds (any instant inside them
+    has the same answer; compared as the datetime `now` makes, rounded to the microsecond as bucket_start sees
+    it)."""
+    instant = datetime.fromtimestamp(now, UTC)
     held = _OPEN.get((unit, zone))
-    if held is not None and held[0] <= now < held[1]:
-        return held[2]
-    start = bucket_start(datetime.fromtimestamp(now, UTC), unit, zone)
+    if held is not None and held[0] <= instant < held[1]:
+        return held[0]
+    start = bucket_start(instant, unit, zone)
     if len(_OPEN) >= MAX_OPEN:
         _OPEN.clear()
-    _OPEN[(unit, zone)] = (start.timestamp(), bucket_end(start, unit, zone).timestamp(), start)
+    _OPEN[(unit, zone)] = (start, bucket_end(start, unit, zone))
     return start
 
 

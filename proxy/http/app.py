@@ -53,7 +53,7 @@ HitMetrics = tuple[Callable[[], None], Callable[[float], None]]
 class DataSeriesHandler:
     """GET <endpoint.path>: validate, authenticate, ask the service, answer with Cache-Status.
 
-    The hot path (`hit`) serves a request it has resolved before from the entry this process holds, without
+    The hot path (`_hit`) serves a request it has resolved before from the entry this process holds, without
     parsing, hashing or awaiting; everything else goes through `_answer` and the service.
     """
 
@@ -82,59 +82,18 @@ class DataSeriesHandler:
         self._bound: dict[tuple[str, int], HitMetrics] = {}
         self._teams: dict[str, tuple[BatchedCounter, BatchedCounter]] = {}
 
-    def hit(self, request: web.BaseRequest) -> web.Response | None:
-        """The answer to a request resolved before whose entry this process holds, else None (the long way).
-
-        No parsing, hashing or awaiting; never "in flight", so the inflight gauge is left alone.
-        """
-        started = time.perf_counter()
-        if request.body_exists:  # a request with a body goes the long way, which refuses it
-            return None
-        now = self._clock()
-        resolved = self._memo.get(request.rel_url.raw_query_string, request.headers.get(AUTHORIZATION), now)
-        if resolved is None:
-            return None
-        components = self._app[COMPONENTS]
-        entry = components.service.hit(resolved.key, now)
-        if entry is None:
-            return None
-        headers = request.headers
-        rid = request_id(headers.get(REQUEST_ID))
-        c = resolved.credential
-        response = web.Response(
-            body=entry.body,
-            status=entry.status,
-            headers={**resolved.headers(entry, now), **self._share(components, c), REQUEST_ID: rid},
-        )
-        if (ahead := components.day2.ahead) is not None:
-            ahead.seen(resolved.key, resolved.question, c, entry)
-        count, observe = self._bind("hit", entry.status)
-        count()
-        if resolved.team is not None:
-            resolved.team[0].inc()
-            resolved.team[1].inc()
-        seconds = time.perf_counter() - started
-        observe(seconds)
-        if self._access.enabled:
-            self._access.write(rid, headers.get(TRACEPARENT), resolved.hit_outcome(entry.status), seconds)
-        if tracing.enabled():
-            with tracing.request_span(self._span, headers) as current:
-                tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})
-        return response
-
     async def handle(self, request: web.BaseRequest) -> web.Response:
         """The answer, always (errors included: a JSON body). Needs no route match nor middleware: a GET comes
         straight from the series dispatch (hooks.py)."""
-        response = self.hit(request)
-        if response is not None:
-            return response
         started = time.perf_counter()
         now = self._clock()
         components = self._app[COMPONENTS]
-        rid = request_id(request.headers.get(REQUEST_ID))
         resolved = None
-        if not request.body_exists:
+        if not request.body_exists:  # a request with a body goes the long way, which refuses it
             resolved = self._memo.get(request.rel_url.raw_query_string, request.headers.get(AUTHORIZATION), now)
+            if resolved is not None and (hit := self._hit(request, components, resolved, started, now)) is not None:
+                return hit
+        rid = request_id(request.headers.get(REQUEST_ID))
         self._inflight.inc()
         task = asyncio.current_task()
         if task is not None:
@@ -175,6 +134,40 @@ class DataSeriesHandler:
             response.headers.update(self._share(components, asked[0].credential))
         if self._access.enabled:
             self._log(request, rid, asked[0] if asked else None, response.status, cache, fwd_status, started)
+        return response
+
+    def _hit(
+        self, request: web.BaseRequest, components: Components, resolved: Resolved, started: float, now: float
+    ) -> web.Response | None:
+        """The answer from the entry this process holds for a request resolved before, else None (the long way).
+
+        No parsing, hashing or awaiting; never "in flight", so the inflight gauge is left alone.
+        """
+        entry = components.service.hit(resolved.key, now)
+        if entry is None:
+            return None
+        headers = request.headers
+        rid = request_id(headers.get(REQUEST_ID))
+        c = resolved.credential
+        response = web.Response(
+            body=entry.body,
+            status=entry.status,
+            headers={**resolved.headers(entry, now), **self._share(components, c), REQUEST_ID: rid},
+        )
+        if (ahead := components.day2.ahead) is not None:
+            ahead.seen(resolved.key, resolved.question, c, entry)
+        count, observe = self._bind("hit", entry.status)
+        count()
+        if resolved.team is not None:
+            resolved.team[0].inc()
+            resolved.team[1].inc()
+        seconds = time.perf_counter() - started
+        observe(seconds)
+        if self._access.enabled:
+            self._access.write(rid, headers.get(TRACEPARENT), resolved.hit_outcome(entry.status), seconds)
+        if tracing.enabled():
+            with tracing.request_span(self._span, headers) as current:
+                tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})
         return response
 
     def _share(self, components: Components, c: Credential) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.load import wait_for
 from tests.support.procs import ProxyFactory, ProxyProcess, StandinProcess, free_port
 
 KEY = "5f2c9a3e-7777-4a6b-9c1d-cccccccccccc"
@@ -131,14 +132,15 @@ async def test_on_a_pipe_n_requests_then_sigterm_leave_exactly_n_lines(standin_p
     try:
         url = f"http://127.0.0.1:{port}/sessions/data_series"
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):  # up within 10 s
+
+            async def healthy() -> bool:
                 try:
                     async with session.get(f"http://127.0.0.1:{port}/healthz") as reply:
-                        if reply.status == 200:
-                            break
+                        return reply.status == 200
                 except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
+                    return False
+
+            assert await wait_for(healthy, 15), "the proxy did not answer /healthz within 15 s"
 
             async def one(i: int) -> None:
                 query = f"length={1 + i % 30}&ending_at=2018-06-28"

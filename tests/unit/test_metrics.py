@@ -50,6 +50,25 @@ def test_a_batched_counter_adds_up_when_flushed() -> None:
     assert metric(generate_latest(metrics.registry).decode(), "braze_proxy_requests_total", cache="hit") == 1234
 
 
+def test_a_batched_counter_adds_amounts_and_the_in_flight_gauge_reads_exactly_after_a_flush() -> None:
+    metrics = Metrics()
+    buckets = metrics.batched_counter(metrics.series_buckets.labels("store"))
+    buckets.inc(14)
+    buckets.inc()
+    for _ in range(5):
+        metrics.in_flight.inc()
+    metrics.in_flight.dec()
+    assert metric(generate_latest(metrics.registry).decode(), "braze_proxy_inflight_requests") in (None, 0.0)
+    metrics.flush()
+    text = generate_latest(metrics.registry).decode()
+    assert metric(text, "braze_proxy_inflight_requests") == 4
+    assert metric(text, "braze_proxy_series_buckets_total", source="store") == 15
+    for _ in range(4):
+        metrics.in_flight.dec()
+    metrics.flush()
+    assert metric(generate_latest(metrics.registry).decode(), "braze_proxy_inflight_requests") == 0
+
+
 def test_families_are_unique_and_exported_without_created_series() -> None:
     assert len({f.name for f in FAMILIES}) == len(FAMILIES) == len({f.attr for f in FAMILIES})
     metrics = Metrics()
