@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.cli import Check, check_in_process
 from tests.support.external_tools import require_tool
 from tests.support.procs import RedisServer
 
@@ -111,3 +112,10 @@ def whole_suite(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and whole_suite(config):  # the controller, or a run without xdist
         config.pluginmanager.register(FileSeconds(), "braze-proxy-file-seconds")
+
+
+@pytest.fixture
+def check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Check:
+    """`braze-proxy --check` in this process with only the given BRAZE_PROXY_* variables (and no .env file):
+    (exit code, stderr)."""
+    return check_in_process(monkeypatch, capsys, tmp_path)

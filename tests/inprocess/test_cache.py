@@ -15,6 +15,7 @@ from proxy.cache.store import Store
 from proxy.core.entry import Entry
 from proxy.core.errors import StoreError
 from tests.support.procs import RedisServer, free_port
+from tests.unit.test_cache import entry
 
 PREFIX = "test:"
 
@@ -29,11 +30,6 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     store = RedisStore(connect(server.url, 0.5, 8), PREFIX, 0.5)
     yield store
     await store.close()
-
-
-def entry(body: bytes = b'{"message":"success","data":[]}', keep: float = 60) -> Entry:
-    now = time.time()
-    return Entry(body, 200, "application/json", now, now + keep / 2, now + keep)
 
 
 async def test_get_of_a_missing_key_is_none(store: Store) -> None:

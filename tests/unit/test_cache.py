@@ -4,17 +4,9 @@ memory and a real redis-server: tests/inprocess/test_cache.py."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 from proxy.cache.memory import MemoryLRU, MemoryStore
-from proxy.cache.redis import RedisStore, connect
-from proxy.cache.store import Store
 from proxy.core.entry import Entry
-from tests.support.procs import RedisServer
-
-PREFIX = "test:"
 
 
 class Clock:
@@ -23,18 +15,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(MemoryLRU(100, 1 << 20), time.time)
-        return
-    request.getfixturevalue("redis_client")  # flushed
-    server: RedisServer = request.getfixturevalue("redis_server")
-    store = RedisStore(connect(server.url, 0.5, 8), PREFIX, 0.5)
-    yield store
-    await store.close()
 
 
 def entry(body: bytes = b'{"message":"success","data":[]}', keep: float = 60) -> Entry:

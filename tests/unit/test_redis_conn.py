@@ -3,18 +3,11 @@ shown. The connections against real topologies: tests/processes/test_redis_conn.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.redis.connection import RedisConnection, open_connection
 from proxy.redis.url import RedisTarget, parse_redis_url, redacted
-from tests.support.external_tools import require_tool
-from tests.support.redis_topologies import Node, client
-
-TIMEOUT = 0.5
 
 # --- URLs (pure) --------------------------------------------------------------------------------------------
 
@@ -128,25 +121,3 @@ def test_no_error_repr_or_log_form_shows_a_password(secret: str) -> None:
 )
 def test_redacted_hides_credentials_and_keeps_the_rest(url: str, shown: str) -> None:
     assert redacted(url) == shown
-
-
-# --- standalone -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Node]:
-    """A redis-server of this module's own: one test restarts it."""
-    require_tool("redis-server")
-    with Node(args=["--repl-diskless-sync-delay", "0"]) as node:  # a replica of it syncs at once
-        yield node
-
-
-@pytest.fixture
-async def standalone(server: Node) -> AsyncIterator[RedisConnection]:
-    if not server.running:
-        server.start()
-    with client(server.port) as c:
-        c.flushall()
-    conn = await open_connection(parse_redis_url(server.url), timeout=TIMEOUT, max_connections=4)
-    yield conn
-    await conn.close()
