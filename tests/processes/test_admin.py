@@ -4,36 +4,13 @@ reach every shard. The rest of the admin API: tests/inprocess/test_admin.py."""
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
+from tests.inprocess.test_admin import MANAGED, SESSIONS, admin, standin_server
 from tests.support.braze_standin import StandinServer
-from tests.support.harness import InProcessProxy, proxy_in_process, standin_in_process
+from tests.support.harness import proxy_in_process
 
-ADMIN = "admin-token-0123456789"
-SESSIONS = "length=3&ending_at=2020-01-01T00:00:00Z"  # settled: cached a day
-MANAGED = {
-    "api_key": "managed-braze-key",
-    "client_tokens": "a:tok-a-xxxxxxxxxx:3,b:tok-b-xxxxxxxxxx:1",
-    "admin_token": ADMIN,
-}
-
-
-@pytest.fixture
-async def standin_server() -> AsyncIterator[StandinServer]:
-    async with standin_in_process() as server:
-        yield server
-
-
-async def admin(
-    proxy: InProcessProxy, method: str, path: str, body: Any = None, token: str | None = ADMIN
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    async with proxy.client.request(method, path, json=body, headers=headers) as response:
-        return response.status, json.loads(await response.read())
+__all__ = ["standin_server"]  # the fixture, shared with the in-process admin tests
 
 
 async def test_purge_teams_and_refresh_claims_on_a_redis_cluster(standin_server: StandinServer, cluster: Any) -> None:

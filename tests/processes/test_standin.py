@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 import redis
 
+from tests.inprocess.test_standin import client, standin_server
 from tests.support.braze_standin import StandinServer
 from tests.support.external_tools import require_tool
 from tests.support.procs import (
@@ -26,16 +25,7 @@ from tests.support.procs import (
 PATH = "/sessions/data_series"
 
 
-@pytest_asyncio.fixture
-async def standin_server() -> AsyncIterator[StandinServer]:
-    async with StandinServer() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+__all__ = ["client", "standin_server"]  # the fixtures, shared with the in-process stand-in tests
 
 
 async def stats(client: aiohttp.ClientSession, server: StandinServer) -> Any:
