@@ -31,6 +31,7 @@ _PREFIX = os.urandom(6).hex()  # per process: ids of two replicas never collide
 _COUNTER = itertools.count(1)
 CLOSE_SECONDS = 5.0  # at shutdown, how long the last lines may take to be written
 MAX_TAILS = 1_000  # line tails remembered, one per (team, endpoint, status, outcome): a few dozen in practice
+MAX_DURATIONS = 10_000  # duration texts remembered, one per count of microseconds
 
 
 def request_id(given: str | None) -> str:
@@ -71,6 +72,7 @@ class AccessLog:
         self._millisecond = -1
         self._head = ""
         self._tails: dict[Outcome, str] = {}
+        self._durations: dict[int, str] = {}
 
     def start(self) -> None:
         if self.enabled:
@@ -80,22 +82,37 @@ class AccessLog:
         """Write the lines still waiting (`timeout` seconds at most); True if none was left behind."""
         return self._writer.close(timeout)
 
-    def write(self, rid: str, traceparent: str | None, outcome: Outcome, seconds: float) -> None:
+    def write(
+        self, rid: str, traceparent: str | None, outcome: Outcome, seconds: float, at: float | None = None
+    ) -> None:
         """Queue the line of one request: `outcome` is (team, endpoint, status, cache, Braze's status), `seconds`
-        its duration. `rid` comes from `request_id()`, so it needs no JSON escaping.
+        its duration, `at` its time (Unix seconds; None: now). `rid` comes from `request_id()`, so it needs no
+        JSON escaping.
 
-        The line is three pieces made ahead and two values: the head (its time, made once a millisecond),
-        the request id, the trace id, the tail (made once per team and outcome) and the duration.
+        The line is four pieces made ahead and one value: the head (its time, made once a millisecond), the
+        request id, the trace id, the tail (made once per team and outcome) and the duration (once per
+        microsecond count).
         """
-        millisecond = int(time.time() * 1000)
+        millisecond = int((time.time() if at is None else at) * 1000)
         if millisecond != self._millisecond:
             self._millisecond, self._head = millisecond, self._line_head(millisecond)
         tail = self._tails.get(outcome)
         if tail is None:
             tail = self._tail(outcome)
         trace = '","trace_id":null' if traceparent is None else _trace_json(traceparent)
-        # round(seconds * 1e6) / 1000: the milliseconds to 3 places, as round(ms, 3) has them, for half the time
-        self._writer.put(f"{self._head}{rid}{trace}{tail}{round(seconds * 1e6) / 1000!r}}}")
+        microseconds = round(seconds * 1e6)
+        duration = self._durations.get(microseconds)
+        if duration is None:
+            duration = self._duration(microseconds)
+        self._writer.put(f"{self._head}{rid}{trace}{tail}{duration}")
+
+    def _duration(self, microseconds: int) -> str:
+        """The line's end from the duration's value: the milliseconds to 3 places as round(ms, 3) writes them
+        (microseconds / 1000 is that very float), remembered: a hit's durations are a few hundred values."""
+        if len(self._durations) >= MAX_DURATIONS:
+            self._durations.clear()
+        text = self._durations[microseconds] = f"{microseconds / 1000!r}}}"
+        return text
 
     def _line_head(self, millisecond: int) -> str:
         """The line up to the request id's value, at `millisecond` (Unix time), dated as logs.JsonFormatter does."""

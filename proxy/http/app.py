@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.hdrs import AUTHORIZATION
 
 from proxy.budget.spending import RateHeaders
@@ -30,6 +30,7 @@ from proxy.http.keys import COMPONENTS, LIFECYCLE, METRICS, SAMPLER, SERIES, SET
 from proxy.http.lifecycle import Lifecycle
 from proxy.http.memo import QuestionMemo, Resolved
 from proxy.http.ops import Sampler, add_ops_routes, create_ops_app, openapi_route
+from proxy.http.rendered import END, RenderedResponse
 from proxy.http.responses import (
     INTERNAL,
     MAX_REQUEST_BODY,
@@ -82,7 +83,7 @@ class DataSeriesHandler:
         self._bound: dict[tuple[str, int], HitMetrics] = {}
         self._teams: dict[str, tuple[BatchedCounter, BatchedCounter]] = {}
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """The answer, always (errors included: a JSON body). Needs no route match nor middleware: a GET comes
         straight from the series dispatch (hooks.py)."""
         started = time.perf_counter()
@@ -138,7 +139,7 @@ class DataSeriesHandler:
 
     def _hit(
         self, request: web.BaseRequest, components: Components, resolved: Resolved, started: float, now: float
-    ) -> web.Response | None:
+    ) -> web.StreamResponse | None:
         """The answer from the entry this process holds for a request resolved before, else None (the long way).
 
         No parsing, hashing or awaiting; never "in flight", so the inflight gauge is left alone.
@@ -149,11 +150,19 @@ class DataSeriesHandler:
         headers = request.headers
         rid = request_id(headers.get(REQUEST_ID))
         c = resolved.credential
-        response = web.Response(
-            body=entry.body,
-            status=entry.status,
-            headers={**resolved.headers(entry, now), **self._share(components, c), REQUEST_ID: rid},
-        )
+        rates = self._share(components, c)
+        response: web.StreamResponse
+        if (
+            request.method == "GET"  # HEAD comes here too (through the router): aiohttp drops its body
+            and request.version == HttpVersion11
+            and request.keep_alive
+            and (head := resolved.head(entry, now, rates, int(now))) is not None
+        ):
+            response = RenderedResponse(entry.status, b"".join((head, rid.encode(), END, entry.body)))
+        else:
+            response = web.Response(
+                body=entry.body, status=entry.status, headers={**resolved.headers(entry, now), **rates, REQUEST_ID: rid}
+            )
         if (ahead := components.day2.ahead) is not None:
             ahead.seen(resolved.key, resolved.question, c, entry)
         count, observe = self._bind("hit", entry.status)
@@ -164,7 +173,7 @@ class DataSeriesHandler:
         seconds = time.perf_counter() - started
         observe(seconds)
         if self._access.enabled:
-            self._access.write(rid, headers.get(TRACEPARENT), resolved.hit_outcome(entry.status), seconds)
+            self._access.write(rid, headers.get(TRACEPARENT), resolved.hit_outcome(entry.status), seconds, now)
         if tracing.enabled():
             with tracing.request_span(self._span, headers) as current:
                 tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})

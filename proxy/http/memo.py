@@ -22,6 +22,7 @@ from proxy.core.entry import Entry
 from proxy.core.query import Question
 from proxy.http.access_log import Outcome
 from proxy.http.hooks import SERVER
+from proxy.http.rendered import render_head, renderable
 from proxy.obs.metrics import BatchedCounter
 
 MAX_ENTRIES = 10_000
@@ -36,27 +37,36 @@ class Resolved:
     credential: Credential
     valid_until: float  # epoch seconds
     instant: datetime | None = None  # the client's own ending_at (None: "now"), for answers made exactly
-    # The last hit answered for this request: (entry, ttl, age, headers), reused while all three are the same.
-    rendered: tuple[Entry, int, int, dict[str, str]] | None = field(default=None, compare=False)
+    # The head of the last hit answered for this request (rendered.py): (entry, ttl, age, rates, second, head),
+    # reused while all five are the same (a team's rates dict is replaced, never changed, when they change).
+    rendered: tuple[Entry, int, int, dict[str, str], int, bytes] | None = field(default=None, compare=False)
     # The team's batched (requests, hits) counters, bound once by the web shell.
     team: tuple[BatchedCounter, BatchedCounter] | None = field(default=None, compare=False)
     # The access log's outcome of the last hit: (team, endpoint, status, "hit", None), made once.
     outcome: Outcome | None = field(default=None, compare=False)
 
-    def headers(self, entry: Entry, now: float) -> dict[str, str]:
-        """The headers of a hit on `entry` at `now`: the last ones again while entry, ttl and age are the same."""
+    def head(self, entry: Entry, now: float, rates: dict[str, str], second: int) -> bytes | None:
+        """The status line and headers of a hit on `entry` at `now` (Date at `second`) up to its request id's
+        value, the last ones again while nothing in them changed; None if it cannot be rendered (see
+        rendered.py): then aiohttp answers, with `headers()`."""
         ttl, age = int(entry.fresh_until - now), int(now - entry.stored_at)
-        rendered = self.rendered
-        if rendered is not None and rendered[0] is entry and rendered[1] == ttl and rendered[2] == age:
-            return rendered[3]
-        headers: dict[str, str] = {  # istr keys: aiohttp folds no case for them
-            hdrs.CONTENT_TYPE: entry.content_type,
-            hdrs.SERVER: SERVER,
-            CACHE_STATUS: CacheStatus("hit", ttl=ttl).render(),
-            hdrs.AGE: str(max(0, age)),
-        }
-        self.rendered = (entry, ttl, age, headers)
-        return headers
+        r = self.rendered
+        if r is not None and r[0] is entry and r[1] == ttl and r[2] == age and r[3] is rates and r[4] == second:
+            return r[5]
+        if not renderable(entry.status):
+            return None
+        try:
+            head = render_head(
+                entry.status, [*_hit_headers(entry, ttl, age).items(), *rates.items()], len(entry.body), second
+            )
+        except ValueError:
+            return None
+        self.rendered = (entry, ttl, age, rates, second, head)
+        return head
+
+    def headers(self, entry: Entry, now: float) -> dict[str, str]:
+        """The headers of a hit on `entry` at `now`, for aiohttp's Response (the rare answer not rendered)."""
+        return _hit_headers(entry, int(entry.fresh_until - now), int(now - entry.stored_at))
 
     def hit_outcome(self, status: int) -> Outcome:
         """What the access log says of a hit answered with `status`: the same tuple again, hashed fast."""
@@ -93,3 +103,12 @@ class QuestionMemo:
         if (raw_query, authorization) not in self._items:
             self._bytes += size
         self._items[(raw_query, authorization)] = resolved
+
+
+def _hit_headers(entry: Entry, ttl: int, age: int) -> dict[str, str]:
+    return {  # istr keys: aiohttp folds no case for them
+        hdrs.CONTENT_TYPE: entry.content_type,
+        hdrs.SERVER: SERVER,
+        CACHE_STATUS: CacheStatus("hit", ttl=ttl).render(),
+        hdrs.AGE: str(max(0, age)),
+    }

@@ -1,0 +1,94 @@
+"""A hit's answer made as bytes ahead: status line, headers and body, written with one write.
+
+aiohttp builds every answer as a header multidict, fills in Content-Length, Date and Server, checks each name
+and value, and serializes them: on a cache hit that is most of what the proxy spends after the lookup. A hit
+answers the same bytes every time but for a few values that change at most once a second (Date, Age, the TTL
+in Cache-Status, the team's X-RateLimit-*) and the request id. So the head is rendered once per second and
+kept (memo.Resolved), and a hit only appends its request id and the body.
+
+Only for a GET on a keep-alive HTTP/1.1 connection with a status that carries a body: nothing here adds
+Connection headers or drops a body. Everything else is answered by aiohttp's Response.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from email.utils import formatdate
+from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from multidict import CIMultiDict
+
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what a header value must not hold (as aiohttp refuses)
+REQUEST_ID_FIELD = "X-Request-ID: "
+END = b"\r\n\r\n"
+
+_date_second = -1
+_date = ""
+
+
+def http_date(second: int) -> str:
+    """The Date header's value at `second` (Unix time): 'Mon, 07 Dec 2026 11:03:52 GMT', made once a second."""
+    global _date_second, _date
+    if second != _date_second:
+        _date_second, _date = second, formatdate(second, usegmt=True)
+    return _date
+
+
+def renderable(status: int) -> bool:
+    """Whether an answer with `status` may be rendered: one with a body (not 1xx, 204 or 304)."""
+    return status >= 200 and status not in (204, 304)
+
+
+def render_head(status: int, headers: Iterable[tuple[str, str]], body_length: int, second: int) -> bytes:
+    """The status line and headers of an answer, up to the value of its X-Request-ID (which goes last), or
+    ValueError if a value holds a control character (a stored content type, say: then aiohttp answers)."""
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+    for name, value in headers:
+        if _FORBIDDEN.search(name) or _FORBIDDEN.search(value):
+            raise ValueError(f"a control character in the header {name!r}")
+        lines.append(f"{name}: {value}")
+    lines += [f"Content-Length: {body_length}", f"Date: {http_date(second)}", REQUEST_ID_FIELD]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+class RenderedResponse(web.StreamResponse):
+    """An answer whose bytes are all made: aiohttp's connection calls prepare() then write_eof(), which writes
+    them in one go. Keeps the connection open (rendered for keep-alive requests only)."""
+
+    def __init__(self, status: int, wire: bytes) -> None:
+        super().__init__(status=status)
+        self._wire = wire
+        self._keep_alive = True
+        self._parsed = False
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """The headers in the bytes, parsed when asked (a test, a debugger): nobody on the hit path asks."""
+        if not self._parsed:
+            head = self._wire[: self._wire.index(END)].decode("latin-1").split("\r\n")[1:]
+            self._headers.extend(line.split(": ", 1) for line in head)  # type: ignore[misc]
+            self._parsed = True
+        return self._headers
+
+    @property
+    def body(self) -> bytes:
+        return self._wire[self._wire.index(END) + len(END) :]
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self._eof_sent:
+            return None
+        if self._payload_writer is None:
+            self._req, self._payload_writer = request, request.writer
+        return self._payload_writer
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if self._eof_sent:
+            return
+        writer = self._payload_writer
+        if writer is None:
+            raise RuntimeError("write_eof() before prepare()")
+        await writer.write_eof(self._wire)  # nothing was written before: the writer sends these bytes as they are
+        self._eof_sent, self._req, self._payload_writer = True, None, None
