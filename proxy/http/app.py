@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 
-from aiohttp import HttpVersion11, web
+from aiohttp import web
 from aiohttp.hdrs import AUTHORIZATION
 
 from proxy.budget.spending import RateHeaders
@@ -30,11 +30,11 @@ from proxy.http.keys import COMPONENTS, LIFECYCLE, METRICS, SAMPLER, SERIES, SET
 from proxy.http.lifecycle import Lifecycle
 from proxy.http.memo import QuestionMemo, Resolved
 from proxy.http.ops import Sampler, add_ops_routes, create_ops_app, openapi_route
-from proxy.http.rendered import END, RenderedResponse
+from proxy.http.rendered import END, RenderedResponse, render_head, renderable, rendered_for
 from proxy.http.responses import (
     INTERNAL,
     MAX_REQUEST_BODY,
-    answer_response,
+    answer_headers,
     error_response,
     errors_middleware,
     json_response,
@@ -103,13 +103,15 @@ class DataSeriesHandler:
         fwd_status: int | None = None
         traced = tracing.request_span(self._span, request.headers)
         current = traced.__enter__()
+        answer: Answer | None = None
+        response: web.StreamResponse | None = None  # an error's; an answer's is made last (with the share)
         try:
             answer = await self._answer(request, components, asked, now)
             outcome = answer.cache_status
-            response, cache, fwd_status = answer_response(answer), outcome.kind, outcome.fwd_status
+            cache, fwd_status = outcome.kind, outcome.fwd_status
         except ProxyError as error:
-            status = error.cache_status()
-            response, cache, fwd_status = error_response(error), status.kind, status.fwd_status
+            refused = error.cache_status()
+            response, cache, fwd_status = error_response(error), refused.kind, refused.fwd_status
         except Exception:  # a bug: still a JSON answer, counted, and logged with its traceback (never sent)
             log.exception("unexpected error answering a request", extra={"request_id": rid})
             response, cache = json_response(500, {"message": "Internal error"}, INTERNAL), "error"
@@ -120,9 +122,10 @@ class DataSeriesHandler:
             self._inflight.dec()
             if task is not None:
                 self._lifecycle.handling.discard(task)
-        tracing.annotate(current, {"http.response.status_code": response.status, "cache": cache})
+        status = answer.status if answer is not None else response.status if response is not None else 500
+        tracing.annotate(current, {"http.response.status_code": status, "cache": cache})
         traced.__exit__(None, None, None)
-        count, observe = self._bind(cache, response.status)
+        count, observe = self._bind(cache, status)
         count()
         if asked and asked[0].team is not None:
             requests, hits = asked[0].team
@@ -130,12 +133,29 @@ class DataSeriesHandler:
             if cache in ("hit", "stale", "collapsed"):  # answered without an upstream call of its own
                 hits.inc()
         observe(time.perf_counter() - started)
-        response.headers[REQUEST_ID] = rid
-        if asked:  # the caller's share, as on a hit
-            response.headers.update(self._share(components, asked[0].credential))
+        share = self._share(components, asked[0].credential) if asked else NO_RATES  # the caller's, as on a hit
+        if answer is not None:
+            response = self._respond(request, answer, share, rid)
+        else:
+            assert response is not None  # every except above that does not raise sets it
+            response.headers[REQUEST_ID] = rid
+            response.headers.update(share)
         if self._access.enabled:
-            self._log(request, rid, asked[0] if asked else None, response.status, cache, fwd_status, started)
+            self._log(request, rid, asked[0] if asked else None, status, cache, fwd_status, started)
         return response
+
+    def _respond(self, request: web.BaseRequest, answer: Answer, share: dict[str, str], rid: str) -> web.StreamResponse:
+        """The response of an answer: rendered (rendered.py) where it can be, else aiohttp's."""
+        headers = {**answer_headers(answer), **share}
+        if rendered_for(request) and renderable(answer.status):
+            try:
+                head = render_head(answer.status, headers.items(), len(answer.body), int(self._clock()))
+            except ValueError:  # a control character in a stored value: aiohttp refuses it as it always did
+                pass
+            else:
+                return RenderedResponse(answer.status, b"".join((head, rid.encode(), END, answer.body)))
+        headers[REQUEST_ID] = rid
+        return web.Response(body=answer.body, status=answer.status, headers=headers)
 
     def _hit(
         self, request: web.BaseRequest, components: Components, resolved: Resolved, started: float, now: float
@@ -152,12 +172,7 @@ class DataSeriesHandler:
         c = resolved.credential
         rates = self._share(components, c)
         response: web.StreamResponse
-        if (
-            request.method == "GET"  # HEAD comes here too (through the router): aiohttp drops its body
-            and request.version == HttpVersion11
-            and request.keep_alive
-            and (head := resolved.head(entry, now, rates, int(now))) is not None
-        ):
+        if rendered_for(request) and (head := resolved.head(entry, now, rates, int(now))) is not None:
             response = RenderedResponse(entry.status, b"".join((head, rid.encode(), END, entry.body)))
         else:
             response = web.Response(

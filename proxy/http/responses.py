@@ -37,11 +37,15 @@ def error_response(error: ProxyError) -> web.Response:
     return web.Response(body=error.body(), status=error.status, headers=headers)
 
 
-def answer_response(answer: Answer) -> web.Response:
+def answer_headers(answer: Answer) -> dict[str, str]:
     headers = {"Content-Type": answer.content_type, "Server": SERVER, "Cache-Status": answer.cache_status.render()}
     if answer.age is not None:
         headers["Age"] = str(answer.age)
-    return web.Response(body=answer.body, status=answer.status, headers=headers)
+    return headers
+
+
+def answer_response(answer: Answer) -> web.Response:
+    return web.Response(body=answer.body, status=answer.status, headers=answer_headers(answer))
 
 
 @web.middleware

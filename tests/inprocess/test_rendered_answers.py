@@ -1,6 +1,7 @@
-"""Hits answered as bytes made ahead (rendered.py), over a raw connection to the proxy in process: pipelined
-keep-alive requests each get a whole answer in order, with their own request id; an HTTP/1.0 request and a
-`Connection: close` get aiohttp's answer, with the same headers and body, and the connection closes."""
+"""Answers made as bytes (rendered.py), over a raw connection to the proxy in process: pipelined keep-alive
+requests each get a whole answer in order, with their own request id, a miss as well as hits; an HTTP/1.0
+request and a `Connection: close` get aiohttp's answer, with the same headers and body, and the connection
+closes."""
 
 from __future__ import annotations
 
@@ -64,6 +65,27 @@ async def test_pipelined_hits_each_get_a_whole_answer_in_order(proxy: InProcessP
         k: v for k, v in expected.headers.items() if k not in SAME_EVERY_TIME
     }
     assert await proxy.metric("braze_proxy_requests_total", braze_endpoint="sessions", cache="hit") == 6
+
+
+async def test_a_miss_and_the_hit_after_it_are_rendered_alike() -> None:
+    async with standin_in_process() as standin, proxy_in_process(standin.url) as proxy:
+        reader, writer = await connect(proxy)
+        try:
+            writer.write(request(X_Request_ID="miss"))
+            miss = await answer(reader)
+            writer.write(request(X_Request_ID="hit"))
+            hit = await answer(reader)
+        finally:
+            writer.close()
+        via_aiohttp = await proxy.get(QUERY)  # the same question again, through aiohttp's client
+    assert "fwd=miss" in miss[1]["Cache-Status"] and hit[1]["Cache-Status"].startswith("braze-proxy; hit;")
+    for status, headers, body in (miss, hit):
+        assert status == "HTTP/1.1 200 OK" and body == via_aiohttp.body
+        assert list(headers)[-1] == "X-Request-ID"
+        assert headers["Content-Type"] == via_aiohttp.headers["Content-Type"]
+        assert headers["X-RateLimit-Limit"] == via_aiohttp.headers["X-RateLimit-Limit"]
+    assert (miss[1]["X-Request-ID"], hit[1]["X-Request-ID"]) == ("miss", "hit")
+    assert standin.state.calls == 1
 
 
 @pytest.mark.parametrize(
