@@ -3,7 +3,7 @@ it belongs to (W3C `traceparent`), and one JSON access-log line when it ends.
 
 The line names the request id, trace id, team, endpoint, status, cache result, Braze's status and the duration;
 never the query string (it may carry a legacy `api_key`) nor any header value but the ids. Lines are written
-in batches by a thread (batch_writer.py): a hit pays for one f-string and one deque append.
+in batches (batch_writer.py): a hit pays for one f-string of pieces made ahead and one deque append.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ _COUNTER = itertools.count(1)
 CLOSE_SECONDS = 5.0  # at shutdown, how long the last lines may take to be written
 MAX_TAILS = 1_000  # line tails remembered, one per (team, endpoint, status, outcome): a few dozen in practice
 MAX_DURATIONS = 10_000  # duration texts remembered, one per count of microseconds
+_NO_TRACE = '","trace_id":null'  # the request id's closing quote and a null trace id
 
 
 def request_id(given: str | None) -> str:
@@ -64,15 +65,20 @@ class AccessLog:
     request: lines still waiting are written then.
     """
 
-    def __init__(self, enabled: bool, count_dropped: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, enabled: bool, count_dropped: Callable[[int], None] | None = None, fd: int | None = None
+    ) -> None:
+        """`fd`: where the lines go (stderr's by default)."""
         self.enabled = enabled and log.isEnabledFor(logging.INFO)
-        self._writer = BatchWriter(_stderr_fd(), count_dropped or _uncounted)
+        self._writer = BatchWriter(_stderr_fd() if fd is None else fd, count_dropped or _uncounted)
         self._second = -1
         self._date = ""
         self._millisecond = -1
         self._head = ""
-        self._tails: dict[Outcome, str] = {}
+        self._tails: dict[Outcome, str] = {}  # from the team on
+        self._untraced: dict[Outcome, str] = {}  # from the trace id (null) on
         self._durations: dict[int, str] = {}
+        self._put = self._writer.put
 
     def start(self) -> None:
         if self.enabled:
@@ -89,30 +95,37 @@ class AccessLog:
         its duration, `at` its time (Unix seconds; None: now). `rid` comes from `request_id()`, so it needs no
         JSON escaping.
 
-        The line is four pieces made ahead and one value: the head (its time, made once a millisecond), the
-        request id, the trace id, the tail (made once per team and outcome) and the duration (once per
-        microsecond count).
+        The line is pieces made ahead and the request id: the head (its time, made once a millisecond), the
+        request id, the middle (trace id to the duration's name, made once per team and outcome when there is
+        no trace) and the end (the duration, made once per count of microseconds). Either of the last two not
+        made yet is made, and the line tried again.
         """
         millisecond = int((time.time() if at is None else at) * 1000)
         if millisecond != self._millisecond:
             self._millisecond, self._head = millisecond, self._line_head(millisecond)
-        tail = self._tails.get(outcome)
-        if tail is None:
-            tail = self._tail(outcome)
-        trace = '","trace_id":null' if traceparent is None else _trace_json(traceparent)
         microseconds = round(seconds * 1e6)
-        duration = self._durations.get(microseconds)
-        if duration is None:
-            duration = self._duration(microseconds)
-        self._writer.put(f"{self._head}{rid}{trace}{tail}{duration}")
+        try:
+            middle = self._untraced[outcome] if traceparent is None else _trace_json(traceparent) + self._tails[outcome]
+            end = self._durations[microseconds]
+        except KeyError:  # a piece not made yet
+            middle, end = self._make(outcome, traceparent, microseconds)
+        self._put(f"{self._head}{rid}{middle}{end}")
 
-    def _duration(self, microseconds: int) -> str:
-        """The line's end from the duration's value: the milliseconds to 3 places as round(ms, 3) writes them
-        (microseconds / 1000 is that very float), remembered: a hit's durations are a few hundred values."""
-        if len(self._durations) >= MAX_DURATIONS:
-            self._durations.clear()
-        text = self._durations[microseconds] = f"{microseconds / 1000!r}}}"
-        return text
+    def _make(self, outcome: Outcome, traceparent: str | None, microseconds: int) -> tuple[str, str]:
+        """The middle and end of a line, made and remembered (bounded: emptied when full)."""
+        if outcome not in self._tails:
+            if len(self._tails) >= MAX_TAILS:
+                self._tails.clear()
+                self._untraced.clear()
+            self._tails[outcome] = _tail(outcome)
+            self._untraced[outcome] = _NO_TRACE + self._tails[outcome]
+        if microseconds not in self._durations:
+            if len(self._durations) >= MAX_DURATIONS:
+                self._durations.clear()
+            # the milliseconds to 3 places as round(ms, 3) writes them: microseconds / 1000 is that very float
+            self._durations[microseconds] = f"{microseconds / 1000!r}}}"
+        middle = self._untraced[outcome] if traceparent is None else _trace_json(traceparent) + self._tails[outcome]
+        return middle, self._durations[microseconds]
 
     def _line_head(self, millisecond: int) -> str:
         """The line up to the request id's value, at `millisecond` (Unix time), dated as logs.JsonFormatter does."""
@@ -122,19 +135,16 @@ class AccessLog:
         stamp = f"{self._date}.{millisecond % 1000:03d}Z"
         return f'{{"time":"{stamp}","level":"info","logger":"braze_proxy.access","message":"request","request_id":"'
 
-    def _tail(self, outcome: Outcome) -> str:
-        """The line from the team to the duration's value (exclusive), remembered: teams and outcomes are few."""
-        if len(self._tails) >= MAX_TAILS:
-            self._tails.clear()
-        names = ("team", "braze_endpoint", "status", "cache", "upstream_status")
-        tail = "," + json.dumps(dict(zip(names, outcome, strict=True)), separators=(",", ":"))[1:-1] + ',"duration_ms":'
-        self._tails[outcome] = tail
-        return tail
+
+def _tail(outcome: Outcome) -> str:
+    """The line from the team to the duration's value (exclusive)."""
+    names = ("team", "braze_endpoint", "status", "cache", "upstream_status")
+    return "," + json.dumps(dict(zip(names, outcome, strict=True)), separators=(",", ":"))[1:-1] + ',"duration_ms":'
 
 
 def _trace_json(traceparent: str) -> str:
     trace = trace_id(traceparent)
-    return '","trace_id":null' if trace is None else f'","trace_id":"{trace}"'
+    return _NO_TRACE if trace is None else f'","trace_id":"{trace}"'
 
 
 def _stderr_fd() -> int:

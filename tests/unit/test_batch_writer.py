@@ -8,15 +8,17 @@ import json
 import logging
 import os
 import select
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.http.access_log import AccessLog, request_id
-from proxy.http.batch_writer import BatchWriter
 from proxy.obs.logs import JsonFormatter
 
 
@@ -65,14 +67,13 @@ def test_the_line_is_what_logging_wrote(team: str | None, trace: str | None, ups
               "cache": "miss", "upstream_status": upstream, "duration_ms": 13.8}  # fmt: skip
     read_end, write_end = os.pipe()
     try:
-        access = AccessLog(enabled=True)
-        access._writer = BatchWriter(write_end, Dropped())  # the same writer as stderr's, on a pipe we read
+        access = AccessLog(enabled=True, fd=write_end)  # the same writer as stderr's, on a pipe we read
         access.enabled = True  # whatever the test run's logging level
         access.write(rid, traceparent, (team, "sessions", 200, "miss", upstream), 0.0138)
         record = logging.getLogger("braze_proxy.access").makeRecord(
             "braze_proxy.access", logging.INFO, __file__, 1, "request", (), None, extra=fields
         )
-        access._writer.start()
+        access.start()
         assert access.close(timeout=5)
         line = read_all(read_end, seconds=0.5).decode()
     finally:
@@ -88,3 +89,36 @@ def test_the_line_is_what_logging_wrote(team: str | None, trace: str | None, ups
 
 def parse_time(stamp: str) -> float:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0, max_value=120, allow_nan=False),
+            st.sampled_from([None, "reports", 'ops "β"']),
+            st.sampled_from([None, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-bad"]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_every_line_of_a_run_has_its_own_fields(requests: list[tuple[float, str | None, str | None]]) -> None:
+    """Many lines through one AccessLog (its remembered pieces reused and mixed): each holds its own team,
+    trace and duration, the duration as round(ms, 3) writes it."""
+    with tempfile.TemporaryFile() as file:
+        access = AccessLog(enabled=True, fd=file.fileno())
+        access.enabled = True
+        ids = [request_id(None) for _ in requests]
+        for rid, (seconds, team, traceparent) in zip(ids, requests, strict=True):
+            access.write(rid, traceparent, (team, "sessions", 200, "hit", None), seconds, at=1_800_000_000.25)
+        access.start()
+        assert access.close(timeout=5)
+        file.seek(0)
+        lines = file.read().decode().splitlines()
+    assert len(lines) == len(requests)
+    for line, rid, (seconds, team, traceparent) in zip(lines, ids, requests, strict=True):
+        got = json.loads(line)
+        assert got["time"] == "2027-01-15T08:00:00.250Z" and got["request_id"] == rid and got["team"] == team
+        assert got["trace_id"] == (None if traceparent is None or "bad" in traceparent else traceparent[3:35])
+        assert line.endswith(f',"duration_ms":{round(seconds * 1e6) / 1000!r}}}')
