@@ -30,14 +30,14 @@ from proxy.http.keys import COMPONENTS, LIFECYCLE, METRICS, SAMPLER, SERIES, SET
 from proxy.http.lifecycle import Lifecycle
 from proxy.http.memo import QuestionMemo, Resolved
 from proxy.http.ops import Sampler, add_ops_routes, create_ops_app, openapi_route
-from proxy.http.rendered import END, RenderedResponse, render_head, renderable, rendered_for
+from proxy.http.rendered import END, RenderedResponse, rendered_for
 from proxy.http.responses import (
     INTERNAL,
     MAX_REQUEST_BODY,
-    answer_headers,
     error_response,
     errors_middleware,
     json_response,
+    respond,
 )
 from proxy.obs import tracing
 from proxy.obs.metrics import MULTIPROC_ENV, BatchedCounter, Metrics
@@ -135,7 +135,7 @@ class DataSeriesHandler:
         observe(time.perf_counter() - started)
         share = self._share(components, asked[0].credential) if asked else NO_RATES  # the caller's, as on a hit
         if answer is not None:
-            response = self._respond(request, answer, share, rid)
+            response = respond(request, answer, share, rid, int(self._clock()))
         else:
             assert response is not None  # every except above that does not raise sets it
             response.headers[REQUEST_ID] = rid
@@ -143,19 +143,6 @@ class DataSeriesHandler:
         if self._access.enabled:
             self._log(request, rid, asked[0] if asked else None, status, cache, fwd_status, started)
         return response
-
-    def _respond(self, request: web.BaseRequest, answer: Answer, share: dict[str, str], rid: str) -> web.StreamResponse:
-        """The response of an answer: rendered (rendered.py) where it can be, else aiohttp's."""
-        headers = {**answer_headers(answer), **share}
-        if rendered_for(request) and renderable(answer.status):
-            try:
-                head = render_head(answer.status, headers.items(), len(answer.body), int(self._clock()))
-            except ValueError:  # a control character in a stored value: aiohttp refuses it as it always did
-                pass
-            else:
-                return RenderedResponse(answer.status, b"".join((head, rid.encode(), END, answer.body)))
-        headers[REQUEST_ID] = rid
-        return web.Response(body=answer.body, status=answer.status, headers=headers)
 
     def _hit(
         self, request: web.BaseRequest, components: Components, resolved: Resolved, started: float, now: float

@@ -1,4 +1,5 @@
-"""Answers as aiohttp responses, and the one place errors become Braze-style JSON answers (the middleware)."""
+"""Answers as responses (made as bytes where they can be: rendered.py), and the one place errors become
+Braze-style JSON answers (the middleware)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from aiohttp import web
 from proxy.core.cache_status import BYPASS, CacheStatus
 from proxy.core.errors import MethodNotAllowed, NotFound, ProxyError
 from proxy.core.lookup import Answer
+from proxy.http.access_log import REQUEST_ID
 from proxy.http.hooks import SERVER
+from proxy.http.rendered import END, RenderedResponse, render_head, renderable, rendered_for
 
 log = logging.getLogger("braze_proxy.web")
 
@@ -46,6 +49,23 @@ def answer_headers(answer: Answer) -> dict[str, str]:
 
 def answer_response(answer: Answer) -> web.Response:
     return web.Response(body=answer.body, status=answer.status, headers=answer_headers(answer))
+
+
+def respond(
+    request: web.BaseRequest, answer: Answer, extra: dict[str, str], rid: str, second: int
+) -> web.StreamResponse:
+    """The response of a series answer with `extra` headers (the caller's share) and its request id, dated
+    `second`: made as bytes (rendered.py) where it can be, else aiohttp's."""
+    headers = {**answer_headers(answer), **extra}
+    if rendered_for(request) and renderable(answer.status):
+        try:
+            head = render_head(answer.status, headers.items(), len(answer.body), second)
+        except ValueError:  # a control character in a stored value: aiohttp refuses it as it always did
+            pass
+        else:
+            return RenderedResponse(answer.status, b"".join((head, rid.encode(), END, answer.body)))
+    headers[REQUEST_ID] = rid
+    return web.Response(body=answer.body, status=answer.status, headers=headers)
 
 
 @web.middleware
