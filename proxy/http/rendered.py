@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
+from itertools import chain
 
 from aiohttp import HttpVersion11, web
 from aiohttp.abc import AbstractStreamWriter
@@ -51,14 +52,14 @@ def renderable(status: int) -> bool:
 
 def render_head(status: int, headers: Iterable[tuple[str, str]], body_length: int, second: int) -> bytes:
     """The status line and headers of an answer, up to the value of its X-Request-ID (which goes last), or
-    ValueError if a value holds a control character (a stored content type, say: then aiohttp answers)."""
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
-    for name, value in headers:
-        if _FORBIDDEN.search(name) or _FORBIDDEN.search(value):
-            raise ValueError(f"a control character in the header {name!r}")
-        lines.append(f"{name}: {value}")
+    ValueError if a name or value holds a control character or is not Latin-1, or the status is not a known
+    one (a stored content type, say: then aiohttp answers)."""
+    pairs = list(headers)
+    if _FORBIDDEN.search("".join(chain.from_iterable(pairs))):  # one search over every name and value
+        raise ValueError("a control character in a header")
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", *(f"{name}: {value}" for name, value in pairs)]
     lines += [f"Content-Length: {body_length}", f"Date: {http_date(second)}", REQUEST_ID_FIELD]
-    return "\r\n".join(lines).encode("latin-1")
+    return "\r\n".join(lines).encode("latin-1")  # UnicodeEncodeError is a ValueError too: aiohttp answers
 
 
 class RenderedResponse(web.StreamResponse):

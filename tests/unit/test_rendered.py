@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import time
 from email.utils import parsedate_to_datetime
+from typing import cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.core.credentials import Credential
+from proxy.core.entry import Entry
+from proxy.core.query import Question
+from proxy.http.memo import Resolved
 from proxy.http.rendered import END, REQUEST_ID_FIELD, RenderedResponse, http_date, render_head, renderable
 
 
@@ -56,3 +61,31 @@ def test_a_rendered_response_shows_its_headers_and_body_when_asked() -> None:
     assert response.headers["X-Request-ID"] == "rid-1"
     assert response.headers["Content-Length"] == "2"
     assert response.body == b"{}"
+
+
+@pytest.mark.parametrize("status", [599, 999])
+def test_an_unknown_status_is_refused(status: int) -> None:
+    with pytest.raises(ValueError):
+        render_head(status, [], 0, 0)
+
+
+def test_a_value_that_is_not_latin_1_is_refused() -> None:
+    with pytest.raises(ValueError):
+        render_head(200, [("Content-Type", "application/json; name=\u2603")], 0, 0)
+
+
+def test_a_remembered_head_is_rendered_again_when_anything_in_it_changes() -> None:
+    """memo.Resolved keeps the last head: the same bytes while the entry, its TTL and age, the team's rates
+    (replaced, never changed, when they change) and the second are the same; a new head when any of them is not."""
+    entry = Entry(b'{"data":[]}', 200, "application/json", 1000.0, 1100.0, 1200.0)
+    resolved = Resolved("k", cast(Question, None), cast(Credential, None), valid_until=2000.0)
+    rates = {"X-RateLimit-Remaining": "10"}
+    first = resolved.head(entry, 1010.2, rates, 1010)
+    assert first is not None and resolved.head(entry, 1010.7, rates, 1010) is first
+    assert b"Age: 10\r\n" in first and b"ttl=89" in first and b"X-RateLimit-Remaining: 10\r\n" in first
+    assert resolved.head(entry, 1011.2, rates, 1011) != first  # a second later: Age, TTL and Date
+    newer = {"X-RateLimit-Remaining": "9"}
+    assert b"X-RateLimit-Remaining: 9\r\n" in (resolved.head(entry, 1011.3, newer, 1011) or b"")
+    same_again = dict(newer)  # equal, but a new dict: rendered again, not trusted by value
+    assert resolved.head(entry, 1011.4, same_again, 1011) == resolved.head(entry, 1011.4, newer, 1011)
+    assert resolved.head(Entry(b"", 204, "application/json", 1000.0, 1100.0, 1200.0), 1011.5, rates, 1011) is None
