@@ -64,7 +64,8 @@ def render_head(status: int, headers: Iterable[tuple[str, str]], body_length: in
 
 class RenderedResponse(web.StreamResponse):
     """An answer whose bytes are all made: aiohttp's connection calls prepare() then write_eof(), which writes
-    them in one go. Keeps the connection open (rendered for keep-alive requests only)."""
+    them in one go. Keeps the connection open (rendered for keep-alive requests only). Sends no
+    `on_response_prepare` signal: the proxy's apps connect none (a rendered answer has no headers to change)."""
 
     def __init__(self, status: int, wire: bytes) -> None:
         super().__init__(status=status)
