@@ -30,10 +30,11 @@ from proxy.http.keys import COMPONENTS, LIFECYCLE, METRICS, SAMPLER, SERIES, SET
 from proxy.http.lifecycle import Lifecycle
 from proxy.http.memo import QuestionMemo, Resolved
 from proxy.http.ops import Sampler, add_ops_routes, create_ops_app, openapi_route
-from proxy.http.rendered import END, RenderedResponse, rendered_for
+from proxy.http.rendered import RenderedResponse, rendered_for
 from proxy.http.responses import (
     INTERNAL,
     MAX_REQUEST_BODY,
+    answer_headers,
     error_response,
     errors_middleware,
     json_response,
@@ -135,7 +136,8 @@ class DataSeriesHandler:
         observe(time.perf_counter() - started)
         share = self._share(components, asked[0].credential) if asked else NO_RATES  # the caller's, as on a hit
         if answer is not None:
-            response = respond(request, answer, share, rid, int(self._clock()))
+            headers = {**answer_headers(answer), **share}
+            response = respond(request, answer.status, answer.body, headers, rid, int(self._clock()))
         else:
             assert response is not None  # every except above that does not raise sets it
             response.headers[REQUEST_ID] = rid
@@ -160,11 +162,10 @@ class DataSeriesHandler:
         rates = self._share(components, c)
         response: web.StreamResponse
         if rendered_for(request) and (head := resolved.head(entry, now, rates, int(now))) is not None:
-            response = RenderedResponse(entry.status, b"".join((head, rid.encode(), END, entry.body)))
+            response = RenderedResponse(entry.status, head, rid, entry.body)
         else:
-            response = web.Response(
-                body=entry.body, status=entry.status, headers={**resolved.headers(entry, now), **rates, REQUEST_ID: rid}
-            )
+            own = {**resolved.headers(entry, now), **rates}
+            response = respond(request, entry.status, entry.body, own, rid, int(now))
         if (ahead := components.day2.ahead) is not None:
             ahead.seen(resolved.key, resolved.question, c, entry)
         count, observe = self._bind("hit", entry.status)

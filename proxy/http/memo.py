@@ -13,16 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiohttp import hdrs
-
-from proxy.core.cache_status import HEADER as CACHE_STATUS
 from proxy.core.cache_status import CacheStatus
 from proxy.core.credentials import Credential
 from proxy.core.entry import Entry
 from proxy.core.query import Question
 from proxy.http.access_log import Outcome
-from proxy.http.hooks import SERVER
-from proxy.http.rendered import render_head, renderable
+from proxy.http.rendered import head_for
+from proxy.http.responses import series_headers
 from proxy.obs.metrics import BatchedCounter
 
 MAX_ENTRIES = 10_000
@@ -48,24 +45,19 @@ class Resolved:
     def head(self, entry: Entry, now: float, rates: dict[str, str], second: int) -> bytes | None:
         """The status line and headers of a hit on `entry` at `now` (Date at `second`) up to its request id's
         value, the last ones again while nothing in them changed; None if it cannot be rendered (see
-        rendered.py): then aiohttp answers, with `headers()`."""
+        rendered.py): then `headers()` go to responses.respond."""
         ttl, age = int(entry.fresh_until - now), int(now - entry.stored_at)
         r = self.rendered
         if r is not None and r[0] is entry and r[1] == ttl and r[2] == age and r[3] is rates and r[4] == second:
             return r[5]
-        if not renderable(entry.status):
-            return None
-        try:
-            head = render_head(
-                entry.status, [*_hit_headers(entry, ttl, age).items(), *rates.items()], len(entry.body), second
-            )
-        except ValueError:
+        head = head_for(entry.status, [*_hit_headers(entry, ttl, age).items(), *rates.items()], len(entry.body), second)
+        if head is None:
             return None
         self.rendered = (entry, ttl, age, rates, second, head)
         return head
 
     def headers(self, entry: Entry, now: float) -> dict[str, str]:
-        """The headers of a hit on `entry` at `now`, for aiohttp's Response (the rare answer not rendered)."""
+        """The headers of a hit on `entry` at `now` (for the rare hit whose head is not kept)."""
         return _hit_headers(entry, int(entry.fresh_until - now), int(now - entry.stored_at))
 
     def hit_outcome(self, status: int) -> Outcome:
@@ -106,9 +98,4 @@ class QuestionMemo:
 
 
 def _hit_headers(entry: Entry, ttl: int, age: int) -> dict[str, str]:
-    return {  # istr keys: aiohttp folds no case for them
-        hdrs.CONTENT_TYPE: entry.content_type,
-        hdrs.SERVER: SERVER,
-        CACHE_STATUS: CacheStatus("hit", ttl=ttl).render(),
-        hdrs.AGE: str(max(0, age)),
-    }
+    return series_headers(entry.content_type, CacheStatus("hit", ttl=ttl).render(), max(0, age))

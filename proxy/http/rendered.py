@@ -64,6 +64,16 @@ def render_head(status: int, headers: Iterable[tuple[str, str]], body_length: in
     return "\r\n".join(lines).encode("latin-1")  # UnicodeEncodeError is a ValueError too: aiohttp answers
 
 
+def head_for(status: int, headers: Iterable[tuple[str, str]], body_length: int, second: int) -> bytes | None:
+    """render_head's head, or None where an answer cannot be rendered (no body, or a value it refuses)."""
+    if not renderable(status):
+        return None
+    try:
+        return render_head(status, headers, body_length, second)
+    except ValueError:  # a control character in a stored value, say: aiohttp refuses it as it always did
+        return None
+
+
 def _status_line(status: int) -> str:
     """'HTTP/1.1 200 OK', remembered (ValueError for a status HTTP does not know)."""
     line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"  # an enum lookup: ~1 µs
@@ -75,9 +85,10 @@ class RenderedResponse(web.StreamResponse):
     them in one go. Keeps the connection open (rendered for keep-alive requests only). Sends no
     `on_response_prepare` signal: the proxy's apps connect none (a rendered answer has no headers to change)."""
 
-    def __init__(self, status: int, wire: bytes) -> None:
+    def __init__(self, status: int, head: bytes, rid: str, body: bytes) -> None:
+        """`head` from render_head (it ends where the request id goes)."""
         super().__init__(status=status)
-        self._wire = wire
+        self._wire = b"".join((head, rid.encode(), END, body))
         self._keep_alive = True
         self._parsed = False
 

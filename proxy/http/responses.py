@@ -7,14 +7,15 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from proxy.core.cache_status import BYPASS, CacheStatus
+from proxy.core.cache_status import HEADER as CACHE_STATUS
 from proxy.core.errors import MethodNotAllowed, NotFound, ProxyError
 from proxy.core.lookup import Answer
 from proxy.http.access_log import REQUEST_ID
 from proxy.http.hooks import SERVER
-from proxy.http.rendered import END, RenderedResponse, render_head, renderable, rendered_for
+from proxy.http.rendered import RenderedResponse, head_for, rendered_for
 
 log = logging.getLogger("braze_proxy.web")
 
@@ -40,11 +41,16 @@ def error_response(error: ProxyError) -> web.Response:
     return web.Response(body=error.body(), status=error.status, headers=headers)
 
 
-def answer_headers(answer: Answer) -> dict[str, str]:
-    headers = {"Content-Type": answer.content_type, "Server": SERVER, "Cache-Status": answer.cache_status.render()}
-    if answer.age is not None:
-        headers["Age"] = str(answer.age)
+def series_headers(content_type: str, cache_status: str, age: int | None) -> dict[str, str]:
+    """A series answer's own headers (istr names: aiohttp folds no case for them)."""
+    headers: dict[str, str] = {hdrs.CONTENT_TYPE: content_type, hdrs.SERVER: SERVER, CACHE_STATUS: cache_status}
+    if age is not None:
+        headers[hdrs.AGE] = str(age)
     return headers
+
+
+def answer_headers(answer: Answer) -> dict[str, str]:
+    return series_headers(answer.content_type, answer.cache_status.render(), answer.age)
 
 
 def answer_response(answer: Answer) -> web.Response:
@@ -52,20 +58,13 @@ def answer_response(answer: Answer) -> web.Response:
 
 
 def respond(
-    request: web.BaseRequest, answer: Answer, extra: dict[str, str], rid: str, second: int
+    request: web.BaseRequest, status: int, body: bytes, headers: dict[str, str], rid: str, second: int
 ) -> web.StreamResponse:
-    """The response of a series answer with `extra` headers (the caller's share) and its request id, dated
-    `second`: made as bytes (rendered.py) where it can be, else aiohttp's."""
-    headers = {**answer_headers(answer), **extra}
-    if rendered_for(request) and renderable(answer.status):
-        try:
-            head = render_head(answer.status, headers.items(), len(answer.body), second)
-        except ValueError:  # a control character in a stored value: aiohttp refuses it as it always did
-            pass
-        else:
-            return RenderedResponse(answer.status, b"".join((head, rid.encode(), END, answer.body)))
-    headers[REQUEST_ID] = rid
-    return web.Response(body=answer.body, status=answer.status, headers=headers)
+    """An answer with `headers` and its request id, dated `second`: made as bytes (rendered.py) where it can
+    be, else aiohttp's."""
+    if rendered_for(request) and (head := head_for(status, headers.items(), len(body), second)) is not None:
+        return RenderedResponse(status, head, rid, body)
+    return web.Response(body=body, status=status, headers={**headers, REQUEST_ID: rid})
 
 
 @web.middleware

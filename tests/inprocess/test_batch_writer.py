@@ -10,12 +10,27 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from proxy.http.batch_writer import BatchWriter
 from tests.unit.test_batch_writer import Dropped, pipe, read_all
 
 __all__ = ["pipe"]  # the fixture, shared with the pure tests of the writer
+
+
+def read_in_background(read_end: int) -> Callable[[], list[str]]:
+    """Read the pipe in a thread from now on; the function returned waits for the end (6 s at most) and gives
+    the lines read."""
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(read_all(read_end)))
+    reader.start()
+
+    def lines() -> list[str]:
+        reader.join(6)
+        return received[0].decode().splitlines()
+
+    return lines
 
 
 def test_lines_arrive_whole_in_order_and_in_few_writes(pipe: tuple[int, int]) -> None:
@@ -27,13 +42,10 @@ def test_lines_arrive_whole_in_order_and_in_few_writes(pipe: tuple[int, int]) ->
     sent = [json.dumps({"n": i, "pad": "x" * (i % 300)}) for i in range(5_000)]
     for line in sent:
         writer.put(line)
-    received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(read_all(read_end)))
-    reader.start()
+    lines = read_in_background(read_end)
     assert writer.close(timeout=5)
     os.close(write_end)
-    reader.join(6)
-    assert received[0].decode().splitlines() == sent
+    assert lines() == sent
     assert dropped.count == 0
 
 
@@ -55,15 +67,12 @@ def test_a_blocked_reader_drops_and_counts_instead_of_growing(pipe: tuple[int, i
     assert time.monotonic() - started < 5  # never waited on the pipe
     assert most_waiting <= 1_000
     assert dropped.count > total // 2  # the pipe (64 KiB) and the 1,000 waiting lines hold a few thousand
-    received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(read_all(read_end)))
-    reader.start()
+    lines = read_in_background(read_end)
     assert writer.close(timeout=5)
     os.close(write_end)
-    reader.join(6)
-    lines = received[0].decode().splitlines()
-    assert all(json.loads(line)["pad"] for line in lines)  # whole lines only
-    assert len(lines) + dropped.count == total
+    read = lines()
+    assert all(json.loads(line)["pad"] for line in read)  # whole lines only
+    assert len(read) + dropped.count == total
 
 
 def test_a_closed_reader_costs_counted_lines_not_an_error(pipe: tuple[int, int]) -> None:
@@ -87,9 +96,7 @@ async def test_in_an_event_loop_a_pipe_is_written_by_the_loop_through_a_non_bloc
     writer.start()
     assert writer.by_loop
     assert os.get_blocking(write_end)  # the shared fd (stderr, for the others) stays blocking
-    received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(read_all(read_end)))
-    reader.start()
+    lines = read_in_background(read_end)
     sent = [json.dumps({"n": i, "pad": "x" * (i % 300)}) for i in range(3_000)]
     for i, line in enumerate(sent):
         writer.put(line)
@@ -97,8 +104,7 @@ async def test_in_an_event_loop_a_pipe_is_written_by_the_loop_through_a_non_bloc
             await asyncio.sleep(0.02)  # the loop's timer writes what waits
     assert writer.close(timeout=5)
     os.close(write_end)  # with the writer's own fd closed by close(): the reader sees the end
-    reader.join(6)
-    assert received[0].decode().splitlines() == sent
+    assert lines() == sent
     assert dropped.count == 0
 
 
@@ -118,16 +124,13 @@ async def test_a_blocked_reader_never_blocks_the_loop_and_costs_counted_lines(pi
     assert time.monotonic() - started < 5
     assert most_waiting <= 1_000
     assert dropped.count > total // 2
-    received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(read_all(read_end)))
-    reader.start()
+    lines = read_in_background(read_end)
     assert writer.close(timeout=5)
     os.close(write_end)
-    reader.join(6)
-    lines = received[0].decode().splitlines()
-    assert all(json.loads(line)["pad"] for line in lines)  # whole lines only
-    assert len(lines) + dropped.count == total
-    assert [json.loads(line)["n"] for line in lines] == sorted(json.loads(line)["n"] for line in lines)
+    read = lines()
+    assert all(json.loads(line)["pad"] for line in read)  # whole lines only
+    assert len(read) + dropped.count == total
+    assert [json.loads(line)["n"] for line in read] == sorted(json.loads(line)["n"] for line in read)
 
 
 async def test_a_regular_file_is_written_by_the_loop_on_the_same_fd(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from proxy.core.credentials import Credential
 from proxy.core.entry import Entry
 from proxy.core.query import Question
 from proxy.http.memo import Resolved
-from proxy.http.rendered import END, REQUEST_ID_FIELD, RenderedResponse, http_date, render_head, renderable
+from proxy.http.rendered import REQUEST_ID_FIELD, RenderedResponse, head_for, http_date, render_head, renderable
 
 
 @given(st.integers(min_value=0, max_value=2**34))
@@ -51,11 +51,17 @@ def test_a_tab_is_allowed_as_aiohttp_allows_it() -> None:
                                                   (204, False), (304, False), (101, False)])  # fmt: skip
 def test_only_an_answer_with_a_body_is_rendered(status: int, expected: bool) -> None:
     assert renderable(status) is expected
+    assert (head_for(status, [("Age", "1")], 0, 0) is not None) is expected
+
+
+def test_what_render_head_refuses_has_no_head() -> None:
+    assert head_for(200, [("Content-Type", "a\r\nb")], 0, 0) is None
+    assert head_for(599, [], 0, 0) is None
 
 
 def test_a_rendered_response_shows_its_headers_and_body_when_asked() -> None:
     head = render_head(200, [("Content-Type", "application/json"), ("Cache-Status", "braze-proxy; hit")], 2, 0)
-    response = RenderedResponse(200, b"".join((head, b"rid-1", END, b"{}")))
+    response = RenderedResponse(200, head, "rid-1", b"{}")
     assert response.status == 200 and response.keep_alive
     assert response.headers["Cache-Status"] == "braze-proxy; hit"
     assert response.headers["X-Request-ID"] == "rid-1"
