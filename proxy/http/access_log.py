@@ -3,7 +3,8 @@ it belongs to (W3C `traceparent`), and one JSON access-log line when it ends.
 
 The line names the request id, trace id, team, endpoint, status, cache result, Braze's status and the duration;
 never the query string (it may carry a legacy `api_key`) nor any header value but the ids. Lines are written
-in batches (batch_writer.py): a hit pays for one f-string of pieces made ahead and one deque append.
+in batches (batch_writer.py): a request pays for one tuple and one deque append; the batch's lines are made
+together, each of pieces made ahead.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _COUNTER = itertools.count(1)
 CLOSE_SECONDS = 5.0  # at shutdown, how long the last lines may take to be written
 MAX_TAILS = 1_000  # line tails remembered, one per (team, endpoint, status, outcome): a few dozen in practice
 MAX_DURATIONS = 10_000  # duration texts remembered, one per count of microseconds
+_FIXED = '"level":"info","logger":"braze_proxy.access","message":"request",'  # every line's, after its time
 _NO_TRACE = '","trace_id":null'  # the request id's closing quote and a null trace id
 
 
@@ -53,6 +55,7 @@ def trace_id(traceparent: str | None) -> str | None:
 
 
 Outcome = tuple[str | None, str, int, str, int | None]  # team, endpoint, status, cache, upstream status
+Record = tuple[float, str, str | None, Outcome, float]  # time, request id, traceparent, outcome, duration
 
 
 class AccessLog:
@@ -70,19 +73,19 @@ class AccessLog:
     ) -> None:
         """`fd`: where the lines go (stderr's by default)."""
         self.enabled = enabled and log.isEnabledFor(logging.INFO)
-        self._writer = BatchWriter(_stderr_fd() if fd is None else fd, count_dropped or _uncounted)
+        self._writer = BatchWriter(_stderr_fd() if fd is None else fd, count_dropped or _uncounted, self._render)
         self._second = -1
         self._date = ""
-        self._millisecond = -1
         self._head = ""
+        self._since = self._until = 0.0
         self._tails: dict[Outcome, str] = {}  # from the team on
-        self._untraced: dict[Outcome, str] = {}  # from the trace id (null) on
         self._durations: dict[int, str] = {}
-        self._put = self._writer.put
+        self.record = self._writer.put  # (time, request id, traceparent, outcome, duration); see write()
 
     def start(self) -> None:
         if self.enabled:
             self._writer.start()
+            self.record = self._writer.put  # in an event loop, the deque's own append
 
     def close(self, timeout: float = CLOSE_SECONDS) -> bool:
         """Write the lines still waiting (`timeout` seconds at most); True if none was left behind."""
@@ -93,47 +96,64 @@ class AccessLog:
     ) -> None:
         """Queue the line of one request: `outcome` is (team, endpoint, status, cache, Braze's status), `seconds`
         its duration, `at` its time (Unix seconds; None: now). `rid` comes from `request_id()`, so it needs no
-        JSON escaping.
+        JSON escaping. Only the record is kept here; its line is made with its batch's (`_render`).
+        `record((at, rid, traceparent, outcome, seconds))` is the same without this call (the hit path's)."""
+        self.record((time.time() if at is None else at, rid, traceparent, outcome, seconds))
 
-        The line is pieces made ahead and the request id: the head (its time, made once a millisecond), the
-        request id, the middle (trace id to the duration's name, made once per team and outcome when there is
-        no trace) and the end (the duration, made once per count of microseconds). Either of the last two not
-        made yet is made, and the line tried again.
+    def _render(self, records: list[Record]) -> str:
+        """The lines of a batch, each ending with a newline.
+
+        A line is pieces made ahead and the request id: the head (its time; made once a millisecond), the
+        request id, the middle (the trace id to the duration's name; the outcome's part made once per outcome)
+        and the end (the duration and the newline; made once per count of microseconds).
         """
-        millisecond = int((time.time() if at is None else at) * 1000)
-        if millisecond != self._millisecond:
-            self._millisecond, self._head = millisecond, self._line_head(millisecond)
-        microseconds = round(seconds * 1e6)
-        try:
-            middle = self._untraced[outcome] if traceparent is None else _trace_json(traceparent) + self._tails[outcome]
-            end = self._durations[microseconds]
-        except KeyError:  # a piece not made yet
-            middle, end = self._make(outcome, traceparent, microseconds)
-        self._put(f"{self._head}{rid}{middle}{end}")
+        parts: list[str] = []
+        head, since, until = self._head, self._since, self._until  # at * 1000 in [since, until): head's millisecond
+        last, middle = None, ""  # the last untraced outcome, and its middle
+        durations = self._durations
+        for at, rid, traceparent, outcome, seconds in records:
+            thousandths = at * 1000.0
+            if not since <= thousandths < until:
+                head, since, until = self._line_head(thousandths)
+            if outcome is not last or traceparent is not None:
+                middle, last = self._middle(outcome, traceparent), outcome if traceparent is None else None
+            # (x).__round__() is round(x) without the builtin's special-method lookup
+            end = durations.get(microseconds := (seconds * 1e6).__round__()) or self._end(microseconds)
+            parts.append(head)
+            parts.append(rid)
+            parts.append(middle)
+            parts.append(end)
+        return "".join(parts)
 
-    def _make(self, outcome: Outcome, traceparent: str | None, microseconds: int) -> tuple[str, str]:
-        """The middle and end of a line, made and remembered (bounded: emptied when full)."""
-        if outcome not in self._tails:
+    def _middle(self, outcome: Outcome, traceparent: str | None) -> str:
+        """The line from the request id's closing quote to the duration's name (made once per outcome; bounded:
+        emptied when full)."""
+        tail = self._tails.get(outcome)
+        if tail is None:
             if len(self._tails) >= MAX_TAILS:
                 self._tails.clear()
-                self._untraced.clear()
-            self._tails[outcome] = _tail(outcome)
-            self._untraced[outcome] = _NO_TRACE + self._tails[outcome]
-        if microseconds not in self._durations:
-            if len(self._durations) >= MAX_DURATIONS:
-                self._durations.clear()
-            # the milliseconds to 3 places as round(ms, 3) writes them: microseconds / 1000 is that very float
-            self._durations[microseconds] = f"{microseconds / 1000!r}}}"
-        middle = self._untraced[outcome] if traceparent is None else _trace_json(traceparent) + self._tails[outcome]
-        return middle, self._durations[microseconds]
+            tail = self._tails[outcome] = _tail(outcome)
+        return _NO_TRACE + tail if traceparent is None else _trace_json(traceparent) + tail
 
-    def _line_head(self, millisecond: int) -> str:
-        """The line up to the request id's value, at `millisecond` (Unix time), dated as logs.JsonFormatter does."""
+    def _end(self, microseconds: int) -> str:
+        """The duration's value to the end of the line (made once per count; bounded: emptied when full)."""
+        if len(self._durations) >= MAX_DURATIONS:
+            self._durations.clear()
+        # the milliseconds to 3 places as round(ms, 3) writes them: microseconds / 1000 is that very float
+        end = self._durations[microseconds] = f"{microseconds / 1000!r}}}\n"
+        return end
+
+    def _line_head(self, thousandths: float) -> tuple[str, float, float]:
+        """The line up to the request id's value at `thousandths` of a second (Unix time), dated as
+        logs.JsonFormatter does, and the range of thousandths it holds for (remembered)."""
+        millisecond = int(thousandths)
         second = millisecond // 1000
         if second != self._second:
             self._second, self._date = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         stamp = f"{self._date}.{millisecond % 1000:03d}Z"
-        return f'{{"time":"{stamp}","level":"info","logger":"braze_proxy.access","message":"request","request_id":"'
+        self._head = f'{{"time":"{stamp}",{_FIXED}"request_id":"'
+        self._since, self._until = float(millisecond), float(millisecond + 1)
+        return self._head, self._since, self._until
 
 
 def _tail(outcome: Outcome) -> str:

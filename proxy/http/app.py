@@ -176,7 +176,7 @@ class DataSeriesHandler:
         seconds = time.perf_counter() - started
         observe(seconds)
         if self._access.enabled:
-            self._access.write(rid, headers.get(TRACEPARENT), resolved.hit_outcome(entry.status), seconds, now)
+            self._access.record((now, rid, headers.get(TRACEPARENT), resolved.hit_outcome(entry.status), seconds))
         if tracing.enabled():
             with tracing.request_span(self._span, headers) as current:
                 tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})

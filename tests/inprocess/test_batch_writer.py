@@ -109,20 +109,24 @@ async def test_in_an_event_loop_a_pipe_is_written_by_the_loop_through_a_non_bloc
 
 
 async def test_a_blocked_reader_never_blocks_the_loop_and_costs_counted_lines(pipe: tuple[int, int]) -> None:
+    """In an event loop `put` is the deque's bare append; the loop's timer cuts what waits back to `max_lines`
+    on every tick (the newest go, counted), so at most one interval's records more ever wait."""
     read_end, write_end = pipe
     dropped = Dropped()
-    writer = BatchWriter(write_end, dropped, max_lines=1_000, interval=0.01, wake_at=100)
+    writer = BatchWriter(write_end, dropped, max_lines=1_000, interval=0.01)
     writer.start()
     assert writer.by_loop
-    total, most_waiting = 30_000, 0
+    total, most_waiting, most_after_a_tick = 30_000, 0, 0
     started = time.monotonic()
     for i in range(total):
         writer.put(f'{{"n":{i},"pad":"{"x" * 200}"}}')  # far more than a pipe holds, and nobody reads
         most_waiting = max(most_waiting, writer.waiting)
-        if i % 1000 == 0:
-            await asyncio.sleep(0.002)
+        if i % 1000 == 999:
+            await asyncio.sleep(0.01)  # one interval: the timer has ticked when this returns
+            most_after_a_tick = max(most_after_a_tick, writer.waiting)
     assert time.monotonic() - started < 5
-    assert most_waiting <= 1_000
+    assert most_after_a_tick <= 1_000
+    assert most_waiting <= 2_000  # the bound, and the 1,000 put between two ticks
     assert dropped.count > total // 2
     lines = read_in_background(read_end)
     assert writer.close(timeout=5)
@@ -131,6 +135,45 @@ async def test_a_blocked_reader_never_blocks_the_loop_and_costs_counted_lines(pi
     assert all(json.loads(line)["pad"] for line in read)  # whole lines only
     assert len(read) + dropped.count == total
     assert [json.loads(line)["n"] for line in read] == sorted(json.loads(line)["n"] for line in read)
+
+
+async def test_a_socket_written_by_a_thread_is_still_bounded_by_the_loops_timer() -> None:
+    """stderr a socket nobody reads: a thread writes and blocks, the loop's timer still cuts what waits."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    dropped = Dropped()
+    try:
+        writer = BatchWriter(ours.fileno(), dropped, max_lines=500, interval=0.01)
+        writer.start()
+        assert not writer.by_loop
+        total, most_after_a_tick = 20_000, 0
+        for i in range(total):
+            writer.put(f'{{"n":{i},"pad":"{"x" * 200}"}}')
+            if i % 500 == 499:
+                await asyncio.sleep(0.01)
+                most_after_a_tick = max(most_after_a_tick, writer.waiting)
+        assert most_after_a_tick <= 500
+        assert dropped.count > total // 2
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda: received.append(_recv_all(theirs)))
+        reader.start()
+        assert writer.close(timeout=5)
+        ours.shutdown(socket.SHUT_WR)
+        reader.join(6)
+        read = received[0].decode().splitlines()
+        assert all(json.loads(line)["pad"] for line in read)
+        assert len(read) + dropped.count == total
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def _recv_all(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
 
 
 async def test_a_regular_file_is_written_by_the_loop_on_the_same_fd(tmp_path: Path) -> None:
