@@ -55,7 +55,8 @@ def trace_id(traceparent: str | None) -> str | None:
 
 
 Outcome = tuple[str | None, str, int, str, int | None]  # team, endpoint, status, cache, upstream status
-Record = tuple[float, str, str | None, Outcome, float]  # time, request id, traceparent, outcome, duration
+# time, request id, trace (None: no traceparent header, else trace_json's piece), outcome, duration
+Record = tuple[float, str, str | None, Outcome, float]
 
 
 class AccessLog:
@@ -80,7 +81,7 @@ class AccessLog:
         self._since = self._until = 0.0
         self._tails: dict[Outcome, str] = {}  # from the team on
         self._durations: dict[int, str] = {}
-        self.record = self._writer.put  # (time, request id, traceparent, outcome, duration); see write()
+        self.record = self._writer.put  # a Record; see write()
 
     def start(self) -> None:
         if self.enabled:
@@ -96,9 +97,11 @@ class AccessLog:
     ) -> None:
         """Queue the line of one request: `outcome` is (team, endpoint, status, cache, Braze's status), `seconds`
         its duration, `at` its time (Unix seconds; None: now). `rid` comes from `request_id()`, so it needs no
-        JSON escaping. Only the record is kept here; its line is made with its batch's (`_render`).
-        `record((at, rid, traceparent, outcome, seconds))` is the same without this call (the hit path's)."""
-        self.record((time.time() if at is None else at, rid, traceparent, outcome, seconds))
+        JSON escaping. Only the record is kept here (the trace id parsed now: a header's text is never kept);
+        its line is made with its batch's (`_render`). The hit path calls `record(...)` itself, the same
+        without this call."""
+        trace = None if traceparent is None else trace_json(traceparent)
+        self.record((time.time() if at is None else at, rid, trace, outcome, seconds))
 
     def _render(self, records: list[Record]) -> str:
         """The lines of a batch, each ending with a newline.
@@ -111,12 +114,12 @@ class AccessLog:
         head, since, until = self._head, self._since, self._until  # at * 1000 in [since, until): head's millisecond
         last, middle = None, ""  # the last untraced outcome, and its middle
         durations = self._durations
-        for at, rid, traceparent, outcome, seconds in records:
+        for at, rid, trace, outcome, seconds in records:
             thousandths = at * 1000.0
             if not since <= thousandths < until:
                 head, since, until = self._line_head(thousandths)
-            if outcome is not last or traceparent is not None:
-                middle, last = self._middle(outcome, traceparent), outcome if traceparent is None else None
+            if outcome is not last or trace is not None:
+                middle, last = self._middle(outcome, trace), outcome if trace is None else None
             # (x).__round__() is round(x) without the builtin's special-method lookup
             end = durations.get(microseconds := (seconds * 1e6).__round__()) or self._end(microseconds)
             parts.append(head)
@@ -125,15 +128,15 @@ class AccessLog:
             parts.append(end)
         return "".join(parts)
 
-    def _middle(self, outcome: Outcome, traceparent: str | None) -> str:
-        """The line from the request id's closing quote to the duration's name (made once per outcome; bounded:
-        emptied when full)."""
+    def _middle(self, outcome: Outcome, trace: str | None) -> str:
+        """The line from the request id's closing quote to the duration's name (the outcome's part made once
+        per outcome; bounded: emptied when full)."""
         tail = self._tails.get(outcome)
         if tail is None:
             if len(self._tails) >= MAX_TAILS:
                 self._tails.clear()
             tail = self._tails[outcome] = _tail(outcome)
-        return _NO_TRACE + tail if traceparent is None else _trace_json(traceparent) + tail
+        return (_NO_TRACE if trace is None else trace) + tail
 
     def _end(self, microseconds: int) -> str:
         """The duration's value to the end of the line (made once per count; bounded: emptied when full)."""
@@ -162,7 +165,9 @@ def _tail(outcome: Outcome) -> str:
     return "," + json.dumps(dict(zip(names, outcome, strict=True)), separators=(",", ":"))[1:-1] + ',"duration_ms":'
 
 
-def _trace_json(traceparent: str) -> str:
+def trace_json(traceparent: str) -> str:
+    """A line's piece from the request id's closing quote through its trace id (null when the header is not a
+    valid traceparent)."""
     trace = trace_id(traceparent)
     return _NO_TRACE if trace is None else f'","trace_id":"{trace}"'
 

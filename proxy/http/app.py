@@ -24,7 +24,7 @@ from proxy.core.errors import InvalidRequest, ProxyError
 from proxy.core.lookup import Answer
 from proxy.core.query import LEGACY_KEY_PARAM, check_encoding, parse_query
 from proxy.day2.admin import add_admin_routes
-from proxy.http.access_log import REQUEST_ID, TRACEPARENT, AccessLog, request_id
+from proxy.http.access_log import REQUEST_ID, TRACEPARENT, AccessLog, request_id, trace_json
 from proxy.http.exports import add_export_routes
 from proxy.http.keys import COMPONENTS, LIFECYCLE, METRICS, SAMPLER, SERIES, SETTINGS, Handler
 from proxy.http.lifecycle import Lifecycle
@@ -176,7 +176,8 @@ class DataSeriesHandler:
         seconds = time.perf_counter() - started
         observe(seconds)
         if self._access.enabled:
-            self._access.record((now, rid, headers.get(TRACEPARENT), resolved.hit_outcome(entry.status), seconds))
+            trace = None if (traceparent := headers.get(TRACEPARENT)) is None else trace_json(traceparent)
+            self._access.record((now, rid, trace, resolved.hit_outcome(entry.status), seconds))
         if tracing.enabled():
             with tracing.request_span(self._span, headers) as current:
                 tracing.annotate(current, {"http.response.status_code": entry.status, "cache": "hit"})

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from proxy.http.access_log import AccessLog, request_id
@@ -87,6 +87,16 @@ def test_the_line_is_what_logging_wrote(team: str | None, trace: str | None, ups
     assert line.split('"level"', 1)[1] == expected.split('"level"', 1)[1] + "\n"  # and the same bytes
 
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENTS = [  # (the header, the trace id its line names)
+    (None, None),
+    (f"00-{TRACE}-00f067aa0ba902b7-01", TRACE),
+    (f"  00-{TRACE}-00f067aa0ba902b7-01 ", TRACE),
+    ("00-bad", None),
+    ("0" * 8000, None),  # the largest a header may be: the line keeps nothing of it
+]
+
+
 def parse_time(stamp: str) -> float:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
@@ -97,28 +107,37 @@ def parse_time(stamp: str) -> float:
         st.tuples(
             st.floats(min_value=0, max_value=120, allow_nan=False),
             st.sampled_from([None, "reports", 'ops "β"']),
-            st.sampled_from([None, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-bad"]),
+            st.sampled_from(TRACEPARENTS),
+            st.floats(min_value=0, max_value=2.5, allow_nan=False),
         ),
         min_size=1,
         max_size=40,
     )
 )
-def test_every_line_of_a_run_has_its_own_fields(requests: list[tuple[float, str | None, str | None]]) -> None:
-    """Many lines through one AccessLog (its remembered pieces reused and mixed): each holds its own team,
-    trace and duration, the duration as round(ms, 3) writes it."""
+@example([(0.0, None, (None, None), 0.0009999999), (0.0, None, (None, None), 0.001), (0.0, None, (None, None), 0.0)])
+def test_every_line_of_a_run_has_its_own_fields(
+    requests: list[tuple[float, str | None, tuple[str | None, str | None], float]],
+) -> None:
+    """Many lines through one AccessLog, rendered as one batch (its remembered pieces reused and mixed, its
+    times in any order): each holds its own time to the millisecond, team, trace and duration, the duration
+    as round(ms, 3) writes it."""
+    start = 1_800_000_000.25
     with tempfile.TemporaryFile() as file:
         access = AccessLog(enabled=True, fd=file.fileno())
         access.enabled = True
         ids = [request_id(None) for _ in requests]
-        for rid, (seconds, team, traceparent) in zip(ids, requests, strict=True):
-            access.write(rid, traceparent, (team, "sessions", 200, "hit", None), seconds, at=1_800_000_000.25)
+        for rid, (seconds, team, (traceparent, _), later) in zip(ids, requests, strict=True):
+            access.write(rid, traceparent, (team, "sessions", 200, "hit", None), seconds, at=start + later)
         access.start()
         assert access.close(timeout=5)
         file.seek(0)
         lines = file.read().decode().splitlines()
     assert len(lines) == len(requests)
-    for line, rid, (seconds, team, traceparent) in zip(lines, ids, requests, strict=True):
+    for line, rid, (seconds, team, (_, trace), later) in zip(lines, ids, requests, strict=True):
         got = json.loads(line)
-        assert got["time"] == "2027-01-15T08:00:00.250Z" and got["request_id"] == rid and got["team"] == team
-        assert got["trace_id"] == (None if traceparent is None or "bad" in traceparent else traceparent[3:35])
+        at = start + later
+        assert at - 0.001 - 1e-6 < parse_time(got["time"]) <= at + 1e-6  # its own millisecond, never a neighbour's
+        assert got["time"].startswith("2027-01-15T08:00:0") and got["time"].endswith("Z")
+        assert got["request_id"] == rid and got["team"] == team
+        assert got["trace_id"] == trace
         assert line.endswith(f',"duration_ms":{round(seconds * 1e6) / 1000!r}}}')
