@@ -52,13 +52,17 @@ class ReadinessInputs:
         return cls(started=False, draining=draining, store="memory", redis="down", redis_seen=False, fail_open=False)
 
 
+_VERDICT_KEYS = frozenset({"status", "store", "redis"})
+
+
 def readiness(i: ReadinessInputs) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) of /readyz."""
     if i.draining:
         return 503, {"status": "draining"}
     if not i.started:
         return 503, {"status": "starting"}
-    body: dict[str, Any] = {"store": i.store, **i.details}
+    # details add to the verdict, never replace it: a detail named like one of its keys is left out
+    body: dict[str, Any] = {"store": i.store, **{k: v for k, v in i.details.items() if k not in _VERDICT_KEYS}}
     if i.store == "memory":
         return 200, {"status": "ready", **body}
     body["redis"] = i.redis

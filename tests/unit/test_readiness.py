@@ -37,6 +37,13 @@ def test_the_memory_store_is_ready_whatever_redis_says() -> None:
     assert (status, body) == (200, {"status": "ready", "store": "memory", "workers": 2})
 
 
+def test_details_never_replace_the_verdict() -> None:
+    details = {"status": "ready", "store": "memory", "redis": "up", "windows": {"checked": 3}}
+    status, body = readiness(inputs(redis="down", redis_seen=True, fail_open=False, details=details))
+    assert status == 503
+    assert body == {"status": "unavailable", "store": "redis", "windows": {"checked": 3}, "redis": "down"}
+
+
 @pytest.mark.parametrize(
     ("redis", "seen", "fail_open", "status", "word"),
     [
