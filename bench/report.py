@@ -40,6 +40,12 @@ class Series:
         return sum(run.errors for run in self.runs)
 
 
+def paired(a: Series, b: Series, attribute: str) -> float:
+    """The median over reps of a's figure over b's in the same rep (the two ran back to back)."""
+    ratios = [float(getattr(x, attribute)) / float(getattr(y, attribute)) for x, y in zip(a.runs, b.runs, strict=True)]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
 def _version(argv: Sequence[str]) -> str:
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=False)
