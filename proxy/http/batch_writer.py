@@ -1,19 +1,21 @@
 """Lines written to a file descriptor in batches, with a bound on what may wait.
 
 The access log's writer: a request appends its record to a deque (in an event loop, the deque's own `append`:
-no Python frame, no lock, no syscall); what waits is rendered into lines and written every `interval` seconds
-and once more at close. Rendering a batch at once keeps the formatting code hot in the CPU's caches for the
-batch instead of evicting the request path's code on every request. Each write(2) is a run of whole lines of at
-most PIPE_BUF bytes, so that on a pipe shared with other writers (the `logging` handler, the other `--workers`)
-no line is ever cut by another's; to a regular file, whose writes the kernel keeps whole, a batch is one
-write(2).
+no Python frame, no lock, no syscall). Every `interval` seconds the loop's timer renders what waits into lines,
+all at once, and has them written; once more at close. Rendering a batch at once keeps the formatting code hot
+in the CPU's caches for the batch instead of evicting the request path's code on every request. Each write(2)
+is a run of whole lines of at most PIPE_BUF bytes, so that on a pipe shared with other writers (the `logging`
+handler, the other `--workers`) no line is ever cut by another's; to a regular file, whose writes the kernel
+keeps whole, a batch is one write(2).
 
-Who writes: the event loop itself wherever a write can never block it (a regular file, or a pipe or terminal
-reopened non-blocking through /proc: an open file description of our own, so nobody else's writes turn
-non-blocking). Otherwise a thread of its own, which costs a GIL hand-over per write. When the reader stops
-reading (a blocked stderr), what waits is cut back to `max_lines` on every tick of the loop's timer (between two
-ticks, at most one interval's records more arrive): the newest are dropped and counted, and the process does not
-grow; the loop never waits for the reader. Without an event loop, `put` checks the bound itself.
+Who writes: the event loop itself where a write can never block it: a pipe or terminal reopened non-blocking
+through /proc (an open file description of our own, so nobody else's writes turn non-blocking). Otherwise a
+thread of its own: a socket, and a regular file, whose writes O_NONBLOCK cannot stop from waiting on the disk
+(ext4 makes a write wait for a journal commit, seen here to last seconds). The loop still renders; the thread
+only makes the write(2)s, one GIL hand-over per batch. When the reader stops reading (a blocked stderr, a
+stalled disk), what waits is cut back to `max_lines` on every tick of the loop's timer (between two ticks, at
+most one interval's records more arrive): the newest are dropped and counted, and the process does not grow;
+the loop never waits for the reader. Without an event loop, `put` checks the bound itself and the thread renders.
 """
 
 from __future__ import annotations
@@ -38,14 +40,21 @@ WAIT_WRITABLE_SECONDS = 0.1  # a non-blocking fd that is full: how long one wait
 
 
 def loop_writable(fd: int) -> int | None:
-    """An fd the event loop may write `fd`'s lines to without ever blocking: `fd` itself for a regular file,
-    a non-blocking reopening of it for a pipe or terminal; None when there is none (a socket, no /proc)."""
+    """An fd the event loop may write `fd`'s lines to without ever blocking: a non-blocking reopening of it for
+    a pipe or terminal; None when there is none (a regular file, a socket, no /proc)."""
     try:
         if stat.S_ISREG(os.fstat(fd).st_mode):
-            return fd
+            return None  # O_NONBLOCK does not apply to a file: its writes can wait on the disk
         return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+
+
+def is_regular_file(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 log = logging.getLogger(__name__)
@@ -59,8 +68,8 @@ def joined(lines: list[str]) -> str:
 
 class BatchWriter(Generic[T]):
     """Writes records as ASCII lines to `fd`; `start()`, then `put()` from one thread (the event loop's), then
-    `close()`. `render(records)` makes a batch's text, every line ending with a newline; it runs under a lock,
-    in the thread that writes, one batch at a time.
+    `close()`. `render(records)` makes a batch's text, every line ending with a newline; it runs one batch at a
+    time (under a lock), in the event loop once started in one, else in the writing thread.
 
     `count_dropped(n)` is called (from either thread) with the number of lines lost: cut because more than
     `max_lines` were waiting, or in a write the fd refused (closed, broken pipe).
@@ -79,7 +88,9 @@ class BatchWriter(Generic[T]):
         self._fd = fd
         self._count_dropped = count_dropped
         self._render = render
-        self._lines: deque[T] = deque()  # append and popleft are atomic: no lock between the two threads
+        self._records: deque[T] = deque()  # append and popleft are atomic: no lock between the two threads
+        self._chunks: deque[tuple[bytes, int]] = deque()  # rendered, waiting for write(2): (text, its lines)
+        self._chunk_lines = 0
         self._max_lines = max_lines
         self._interval = interval
         self._wake_at = min(wake_at, max_lines - 1)
@@ -90,38 +101,36 @@ class BatchWriter(Generic[T]):
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop whose timer ticks, once started in one
         self._loop_writes = False  # else the thread writes
         self._timer: asyncio.TimerHandle | None = None
-        self._refused = b""  # whole lines a full non-blocking fd refused, written before anything newer
-        self._refused_lines = 0
-        self._writing = threading.Lock()  # the loop's timer and close() (run in a thread) never write at once
+        self._rendering = threading.Lock()  # one batch rendered at a time (the loop's timer, close())
+        self._writing = threading.Lock()  # one writer at a time (the loop's timer or the thread, close())
+        self._counting = threading.Lock()  # _chunks and _chunk_lines change together
         self._owned: int | None = None  # the fd this writer opened (and closes)
-        self._chunk = CHUNK_BYTES  # the longest write(2): whole on a pipe up to PIPE_BUF
+        self._chunk = 1 << 62 if is_regular_file(fd) else CHUNK_BYTES  # the longest write(2): whole on a pipe
         # Queue one record; never blocks. Checks the bound until the loop's timer keeps it (start()).
         self.put: Callable[[T], None] = self._put_checked
 
     @property
-    def waiting(self) -> int:
-        """Lines not written yet."""
-        return len(self._lines) + self._refused_lines
+    def waiting(self) -> int:  # lines not written yet
+        return len(self._records) + self._chunk_lines
 
     @property
-    def by_loop(self) -> bool:
-        """Whether the event loop writes (else a thread does)."""
+    def by_loop(self) -> bool:  # whether the event loop writes (else a thread does)
         return self._loop_writes
 
-    def _put_checked(self, line: T) -> None:
+    def _put_checked(self, record: T) -> None:
         """`put` without an event loop: dropped and counted when `max_lines` already wait."""
-        lines = self._lines
-        waiting = len(lines)
-        if waiting + self._refused_lines >= self._max_lines:
+        records = self._records
+        waiting = len(records)
+        if waiting + self._chunk_lines >= self._max_lines:
             self._count_dropped(1)
             return
-        lines.append(line)
+        records.append(record)
         if waiting == self._wake_at:
             self._wake.set()
 
     def start(self) -> None:
-        """Start writing: from the running event loop when the fd allows it (see `loop_writable`), else from a
-        thread (a daemon: a blocked fd never keeps the process from exiting)."""
+        """In a running event loop its timer renders (and keeps the bound), and the loop writes where the fd
+        allows it (`loop_writable`); else a daemon thread writes (a blocked fd never keeps the process up)."""
         if self._thread is not None or self._loop is not None:
             return
         try:
@@ -129,14 +138,11 @@ class BatchWriter(Generic[T]):
         except RuntimeError:
             loop = None
         if loop is not None:  # its timer keeps the bound: a record costs the deque's append alone
-            self._loop, self.put = loop, self._lines.append
+            self._loop, self.put = loop, self._records.append
             self._timer = loop.call_later(self._interval, self._tick)
             fd = loop_writable(self._fd)
             if fd is not None:
-                if fd == self._fd:  # a regular file: the kernel keeps each write(2) whole, however long
-                    self._chunk = 1 << 62
-                self._owned = fd if fd != self._fd else None
-                self._fd, self._loop_writes = fd, True
+                self._fd, self._owned, self._loop_writes = fd, fd, True
                 return
         self._thread = threading.Thread(target=self._run, name="braze-proxy-batch-writer", daemon=True)
         self._thread.start()
@@ -151,7 +157,8 @@ class BatchWriter(Generic[T]):
             self._wake.set()
             thread.join(timeout)
             return not thread.is_alive() and not self.waiting
-        self._write_waiting(block=True)
+        self._render_waiting()
+        self._write_chunks(block=True)
         written = not self.waiting
         if self._owned is not None:  # the reopened fd: later lines are counted as dropped (EBADF), never
             with self._writing, contextlib.suppress(OSError):  # written to whatever reuses its number
@@ -164,20 +171,21 @@ class BatchWriter(Generic[T]):
             return
         try:
             self._trim()
+            self._render_waiting()
             if self._loop_writes:
-                self._write_waiting(block=False)
-            elif self._lines:
+                self._write_chunks(block=False)
+            elif self._chunks:
                 self._wake.set()
         finally:  # whatever happened to this batch, the next ones are still written
             self._timer = self._loop.call_later(self._interval, self._tick)
 
     def _trim(self) -> None:
-        """Cut what waits back to `max_lines`, dropping (and counting) the newest."""
-        over = len(self._lines) + self._refused_lines - self._max_lines
+        """Cut what waits back to `max_lines`, dropping (and counting) the newest records."""
+        over = len(self._records) + self._chunk_lines - self._max_lines
         dropped = 0
-        with contextlib.suppress(IndexError):  # the writing thread took the rest meanwhile
+        with contextlib.suppress(IndexError):  # the thread's last batch at close took them meanwhile
             while dropped < over:
-                self._lines.pop()
+                self._records.pop()
                 dropped += 1
         if dropped:
             self._count_dropped(dropped)
@@ -186,36 +194,53 @@ class BatchWriter(Generic[T]):
         while not self._closing:
             self._wake.wait(self._interval)
             self._wake.clear()
-            self._write_waiting(block=True)
-        self._write_waiting(block=True)  # what was queued while the last batch was written
+            if self._loop is None:  # else the loop's timer renders
+                self._render_waiting()
+            self._write_chunks(block=True)
+        self._render_waiting()  # what was queued while the last batch was written
+        self._write_chunks(block=True)
 
-    def _write_waiting(self, block: bool) -> None:
-        with self._writing:
-            if self._refused:
-                refused, self._refused, self._refused_lines = self._refused, b"", 0
-                if not self._send(refused, block):
-                    return  # still full: what is new waits behind it
-            lines = self._lines
-            waiting = len(lines)  # only what waits now: lines queued meanwhile go with the next batch
+    def _render_waiting(self) -> None:
+        """The records waiting now, rendered into one chunk for write(2) (later ones go with the next)."""
+        with self._rendering:
+            records = self._records
+            waiting = len(records)
             if not waiting:
                 return
             batch: list[T] = []
-            take, add = lines.popleft, batch.append
-            with contextlib.suppress(IndexError):  # the loop's timer cut the newest meanwhile (a thread writes)
+            take, add = records.popleft, batch.append
+            with contextlib.suppress(IndexError):  # the loop's timer cut the newest meanwhile
                 for _ in range(waiting):
                     add(take())
             try:
-                text = self._render(batch)
+                data = self._render(batch).encode("ascii", "replace")
             except Exception:  # a bug in the rendering: this batch is lost, counted and logged, never the rest
                 self._count_dropped(len(batch))
                 log.exception("could not render %d access-log lines", len(batch))
                 return
-            self._send(text.encode("ascii", "replace"), block)
+            with self._counting:
+                self._chunks.append((data, len(batch)))
+                self._chunk_lines += len(batch)
 
-    def _send(self, data: bytes, block: bool) -> bool:
+    def _write_chunks(self, block: bool) -> None:
+        """Write the rendered chunks in order; a full non-blocking fd keeps the rest (unless `block`)."""
+        with self._writing:
+            while self._chunks:
+                data, lines = self._chunks[0]  # only this writer takes from the left
+                rest = self._send(data, block)
+                with self._counting:
+                    if rest:  # full: what is new waits behind it
+                        left = rest.count(b"\n")
+                        self._chunks[0] = (rest, left)
+                        self._chunk_lines -= lines - left
+                        return
+                    self._chunks.popleft()
+                    self._chunk_lines -= lines
+
+    def _send(self, data: bytes, block: bool) -> bytes:
         """Write `data` (whole lines) in runs of whole lines (of at most PIPE_BUF bytes but to a regular file);
-        True when nothing is left.
-        A full non-blocking fd: wait (boundedly when closing) if `block`, else keep the rest for later."""
+        returns what is left: nothing once written, or dropped (and counted) when the fd refuses it.
+        A full non-blocking fd: wait (boundedly when closing) if `block`, else return the rest for later."""
         start, size = 0, len(data)
         while start < size:  # each round writes at least one whole line
             end = start + self._chunk
@@ -233,12 +258,11 @@ class BatchWriter(Generic[T]):
                     rest = bytes(chunk) + data[end:]  # a line longer than a chunk may have gone in part
                     if block:  # closing, and out of time
                         self._count_dropped(rest.count(b"\n"))
-                        return True
-                    self._refused, self._refused_lines = rest, rest.count(b"\n")
-                    return False
+                        return b""
+                    return rest
                 except OSError:  # closed, broken pipe: these lines cannot be written
                     self._count_dropped(data.count(b"\n", start))
-                    return True
+                    return b""
                 chunk = chunk[written:]
             start = end
-        return True
+        return b""

@@ -176,22 +176,32 @@ def _recv_all(sock: socket.socket) -> bytes:
     return data
 
 
-async def test_a_regular_file_is_written_by_the_loop_on_the_same_fd(tmp_path: Path) -> None:
+async def test_a_regular_file_is_written_by_a_thread_from_lines_the_loop_rendered(tmp_path: Path) -> None:
+    """A write to a file can wait on the disk (O_NONBLOCK does not apply): a thread makes the write(2)s, on the
+    caller's fd; the loop renders, so the thread never holds the GIL for Python work of its own."""
     path = tmp_path / "stderr.log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    rendered_in: set[str] = set()
+
+    def render(lines: list[str]) -> str:
+        rendered_in.add(threading.current_thread().name)
+        return "".join(f"{line}\n" for line in lines)
+
     try:
-        writer = BatchWriter(fd, Dropped(), interval=0.01)
+        writer = BatchWriter(fd, Dropped(), render, interval=0.01)
         writer.start()
-        assert writer.by_loop
+        assert not writer.by_loop
         sent = [f'{{"n":{i}}}' for i in range(1_000)]
-        for line in sent:
+        for i, line in enumerate(sent):
             writer.put(line)
-        await asyncio.sleep(0.05)
+            if i % 250 == 249:
+                await asyncio.sleep(0.02)
         assert writer.close(timeout=5)
         os.write(fd, b"after\n")  # the fd is still the caller's
     finally:
         os.close(fd)
     assert path.read_text().splitlines() == [*sent, "after"]
+    assert rendered_in == {threading.current_thread().name}  # the loop's thread only (close() ran here too)
 
 
 async def test_a_socket_is_written_by_a_thread() -> None:
