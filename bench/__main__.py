@@ -42,8 +42,10 @@ TOOLS = {"wrk": "wrk", "nginx": "nginx", "redis-server": "redis-server", "taskse
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions per configuration")
-    parser.add_argument("--seconds", type=float, default=10, help="length of one wrk run")
+    # Many short reps rather than a few long ones: a target is the median of per-rep ratios, and a neighbour's
+    # noise here comes in bursts of seconds that can swing one rep's ratio by a quarter.
+    parser.add_argument("--reps", type=int, default=15, help="interleaved repetitions per configuration")
+    parser.add_argument("--seconds", type=float, default=3, help="length of one wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk keep-alive connections")
     parser.add_argument("--entries", type=int, default=10_000, help="entries cached before the RSS reading")
     parser.add_argument("--questions", type=int, default=20, help="distinct questions of the spellings workload")
