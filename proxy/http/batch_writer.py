@@ -68,8 +68,8 @@ def joined(lines: list[str]) -> str:
 
 class BatchWriter(Generic[T]):
     """Writes records as ASCII lines to `fd`; `start()`, then `put()` from one thread (the event loop's), then
-    `close()`. `render(records)` makes a batch's text, every line ending with a newline; it runs one batch at a
-    time (under a lock), in the event loop once started in one, else in the writing thread.
+    `close()`. `render(records)` makes a batch's text, every line ending with a newline, one batch at a time:
+    in the event loop once started in one, else (and at close) in the thread that writes.
 
     `count_dropped(n)` is called (from either thread) with the number of lines lost: cut because more than
     `max_lines` were waiting, or in a write the fd refused (closed, broken pipe).
