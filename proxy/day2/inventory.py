@@ -114,12 +114,12 @@ class Inventory:
     async def page(self, endpoint: str | None, limit: int, cursor: str) -> Page:
         """One page of what is held (for `endpoint`, or all), and the cursor of the next (None: the end).
         Raises StoreError, InvalidRequest for a cursor this did not give."""
-        if self._redis is None or self._redis.kind == "cluster":
+        if self._redis is None:
             return self._page_listed(endpoint, limit, cursor)
         return await self._page_redis(endpoint, limit, cursor)
 
     def _page_listed(self, endpoint: str | None, limit: int, cursor: str) -> Page:
-        """From the in-process tiers (memory store; on a cluster, what this replica's L1 holds), by offset."""
+        """From the memory store, by offset."""
         start = _int_cursor(cursor)
         rows: list[dict[str, object]] = []
         if self._local is not None:
@@ -134,27 +134,35 @@ class Inventory:
         return shown[start:end], str(end) if end < len(shown) else None
 
     async def _page_redis(self, endpoint: str | None, limit: int, cursor: str) -> Page:
-        """A page from SCAN; the cursor is SCAN's and how many names of its next batch were listed already."""
+        """A page from SCAN, node after node: the one Redis, or a cluster's primaries in the order of their
+        names. The cursor: the node's place (on a cluster, before a '-'), SCAN's cursor on it, and how many
+        names of its next batch were listed already (after a '.')."""
         assert self._redis is not None
         client: Any = self._redis.client
-        scan, _, skip = cursor.partition(".")
-        at, skipped = _int_cursor(scan), _int_cursor(skip)
+        cluster = self._redis.kind == "cluster"
+        place_text, _, on_node = cursor.rpartition("-") if cluster else ("", "", cursor)
+        scan, _, skip = on_node.partition(".")
+        place, at, skipped = _int_cursor(place_text), _int_cursor(scan), _int_cursor(skip)
         match = _glob_escaped(self._prefix) + "{*"
         found: list[tuple[bytes, Held]] = []
         next_cursor: str | None = None
         async with self._redis.translated(self._timeout * 4):
+            nodes: list[Any] = sorted(client.get_primaries(), key=lambda n: n.name) if cluster else [None]
             for _ in range(MAX_SCAN_ROUNDS):
-                following, names = await client.scan(at, match=match, count=SCAN_COUNT)
+                if place >= len(nodes):  # the last node is done (or a cluster lost a primary since)
+                    next_cursor = None
+                    break
+                following, names = await _scan(client, nodes[place], at, match)
                 batch = self._matching(names, endpoint)[skipped:]
                 room = limit - len(found)
                 found += batch[:room]
                 if len(batch) > room:  # this batch goes on in the next page
-                    next_cursor = f"{at}.{skipped + room}"
+                    next_cursor = _cursor(cluster, place, f"{at}.{skipped + room}")
                     break
                 at, skipped = following, 0
-                next_cursor = str(at) if at != 0 else None
                 if at == 0:
-                    break
+                    place += 1
+                next_cursor = _cursor(cluster, place, str(at)) if place < len(nodes) else None
             rows = await self._read(client, found)
         return rows, next_cursor
 
@@ -181,6 +189,19 @@ class Inventory:
                 points = [p for p in map(decode_point, value or []) if p is not None]
                 rows.append(_shown(_series_row(key, points)) or {})
         return [row for row in rows if row]
+
+
+async def _scan(client: Any, node: Any, at: int, match: str) -> tuple[int, list[bytes]]:
+    """One SCAN round: on the one Redis (`node` None), or on one primary of a cluster."""
+    if node is None:
+        following, names = await client.scan(at, match=match, count=SCAN_COUNT)
+        return int(following), names
+    cursors, names = await client.scan(at, match=match, count=SCAN_COUNT, target_nodes=node)
+    return int(cursors[node.name]), names
+
+
+def _cursor(cluster: bool, place: int, on_node: str) -> str:
+    return f"{place}-{on_node}" if cluster else on_node
 
 
 def _series_row(key: str, points: list[Any]) -> dict[str, object]:
