@@ -42,9 +42,9 @@ WAIT_WRITABLE_SECONDS = 0.1  # a non-blocking fd that is full: how long one wait
 def loop_writable(fd: int) -> int | None:
     """An fd the event loop may write `fd`'s lines to without ever blocking: a non-blocking reopening of it for
     a pipe or terminal; None when there is none (a regular file, a socket, no /proc)."""
+    if is_regular_file(fd):
+        return None  # O_NONBLOCK does not apply to a file: its writes can wait on the disk
     try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            return None  # O_NONBLOCK does not apply to a file: its writes can wait on the disk
         return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
